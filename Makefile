@@ -1,0 +1,31 @@
+# Fresh machine: `make train` or `make test` create the virtualenv and install on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+CONFIG ?= configs/music_genre.yaml
+EXTRAS ?= dev
+
+.PHONY: install train test lint results clean
+
+$(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0  # CPU build first; an unpinned torch would pull a CUDA build
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+train: install  ## train + test a genre classifier (default: music_genre)
+	$(VENV)/bin/genre-torch fit --config $(CONFIG) $(ARGS)
+
+test: install  ## lint + the whole test suite (slow and real-data tests included)
+	$(VENV)/bin/ruff check genre_torch tests scripts
+	$(VENV)/bin/ruff format --check genre_torch tests scripts
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+results: install  ## the README results table (3 seeds per dataset)
+	$(PY) scripts/results.py
+
+clean:
+	rm -rf runs checkpoints/*/ .pytest_cache

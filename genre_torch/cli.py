@@ -1,0 +1,115 @@
+"""Command line: `genre-torch fit|validate|test ...` through LightningCLI, plus a few tool subcommands."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from genre_torch.data import GenreDataModule
+from genre_torch.errors import GenreTorchError
+from genre_torch.module import GenreClassifier
+
+# subcommands that are not Trainer methods: name -> "module:function" taking the remaining argv
+TOOLS: dict[str, str] = {}
+
+
+class GenreCLI(LightningCLI):
+    """LightningCLI with data sizes linked into the model and always-on early stopping, checkpoints, TensorBoard."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_features", "model.num_features", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults(
+            {"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10}
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument("--runs_dir", type=str, default="runs", help="Folder of TensorBoard runs.")
+        parser.add_argument("--checkpoints_dir", type=str, default="checkpoints", help="Folder of checkpoints.")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Default to a TensorBoardLogger under runs/<dataset>/ and checkpoints in checkpoints/<dataset>/<version>/."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        dataset = self.datamodule.spec.name
+        if kwargs.get("logger") in (None, True) and config["trainer"].get("logger") in (None, True):
+            kwargs["logger"] = TensorBoardLogger(
+                config["runs_dir"],
+                name=dataset,
+                version=_resumed_version(config.get("ckpt_path")) if self.subcommand == "fit" else None,
+                default_hp_metric=False,
+            )
+        if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty():
+            kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output
+        trainer = super().instantiate_trainer(**kwargs)
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
+            ckpt.dirpath = str(Path(config["checkpoints_dir"]) / dataset / f"version_{trainer.logger.version}")
+        return trainer
+
+    def after_fit(self) -> None:
+        """Report the best checkpoint and its validation accuracy, test it once, say how to open the curves."""
+        if self.trainer.fast_dev_run:
+            return
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        val = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        test = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        if self.trainer.is_global_zero:
+            print(f"best checkpoint: {best or '(none saved; last weights)'}  val accuracy: {val[0]['val/acc']:.4f}")
+            print(f"test accuracy: {test[0]['test/acc']:.4f}  macro-F1: {test[0]['test/macro_f1']:.4f}")
+            if self.trainer.logger is not None and self.trainer.logger.log_dir:
+                print(f"curves: tensorboard --logdir {Path(self.trainer.logger.log_dir).parent}")
+
+
+def _resumed_version(ckpt_path: str | None) -> int | None:
+    """The run version that `fit --ckpt_path .../version_N/last.ckpt` continues, so it keeps its folders."""
+    match = re.fullmatch(r"version_(\d+)", Path(ckpt_path).parent.name) if ckpt_path else None
+    return int(match.group(1)) if match else None
+
+
+def run_cli(args: list[str] | None = None) -> GenreCLI:
+    """Build and run the LightningCLI (args default to sys.argv)."""
+    return GenreCLI(
+        GenreClassifier,
+        GenreDataModule,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the `genre-torch` console script."""
+    argv = sys.argv[1:] if args is None else list(args)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    logging.getLogger("lightning_fabric.utilities.seed").setLevel(logging.WARNING)  # the seed is in config.yaml
+    try:
+        if argv and argv[0] in TOOLS:
+            module, func = TOOLS[argv[0]].split(":")
+            getattr(importlib.import_module(module), func)(argv[1:])
+        else:
+            run_cli(args)  # None lets LightningCLI read sys.argv itself
+    except GenreTorchError as e:
+        print(f"genre-torch: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

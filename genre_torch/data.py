@@ -1,0 +1,206 @@
+"""Loading, the canonical split, and the in-memory GenreDataModule that batches by index slicing."""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from sklearn.model_selection import train_test_split
+
+from genre_torch.datasets import DatasetSpec, get_spec
+from genre_torch.errors import GenreTorchError
+from genre_torch.preprocessing import Preprocessor
+
+DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
+
+
+def find_data_file(spec: DatasetSpec, path: str | os.PathLike | None = None) -> Path:
+    """The explicit path, else the first candidate file in $GENRE_TORCH_DATA_DIR, else in ./data/."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise GenreTorchError(f"data file {path} does not exist; fix --data.path")
+        return Path(path)
+    dirs = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
+    dirs.append(Path("data"))
+    for folder in dirs:
+        for name in spec.candidate_files():
+            if (folder / name).is_file():
+                return folder / name
+    looked = ", ".join(str(d / n) for d in dirs for n in spec.candidate_files())
+    raise GenreTorchError(
+        f"no data file for {spec.name}: looked for {looked}; set {DATA_DIR_ENV} to the folder "
+        f"holding {spec.name}.csv(.gz) or pass --data.path"
+    )
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .csv or .csv.gz file; anything unreadable is a clear error."""
+    try:
+        return pd.read_csv(path, low_memory=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError, zlib.error) as e:
+        raise GenreTorchError(
+            f"{path} is not a readable CSV file ({type(e).__name__}: {e}); pass a .csv or .csv.gz"
+        ) from None
+
+
+def split_indices(
+    labels: np.ndarray, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+) -> dict[str, np.ndarray]:
+    """Canonical stratified split: test = test_fraction of all rows, val = val_fraction of the rest."""
+    names, counts = np.unique(labels, return_counts=True)
+    if len(names) < 2:
+        raise GenreTorchError(f"the target has {len(names)} class(es); training needs at least 2")
+    smallest = int(counts.argmin())
+    try:
+        rest, test = train_test_split(
+            np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
+        )
+        train, val = train_test_split(rest, test_size=val_fraction, stratify=labels[rest], random_state=seed)
+    except ValueError:
+        raise GenreTorchError(
+            f"cannot make a stratified split: class {str(names[smallest])!r} has only {counts[smallest]} row(s); "
+            "every genre needs enough rows for train, validation and test: add rows or drop that class"
+        ) from None
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+class TensorBatches:
+    """Batches of in-memory tensors by slicing with a (shuffled) index permutation; no per-row collate.
+
+    With several processes each rank takes every world_size-th index of the same permutation and
+    all ranks yield the same number of batches, so every row is used exactly once per epoch.
+    The shuffle depends only on (seed, epoch); Lightning sets the epoch through `sampler.set_epoch`,
+    as for a DistributedSampler, so a resumed run sees the same order as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self.sampler, self.batch_sampler = self, None  # the hooks Lightning looks for on a loader
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the shuffle of this epoch (called by Lightning before each training epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(len(self.x) / self.world_size) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=gen).to(self.x.device)
+        else:
+            order = torch.arange(n, device=self.x.device)
+        if self.world_size == 1 and not self.shuffle:
+            for start in range(0, n, self.batch_size):  # plain views, no gather
+                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+            return
+        for idx in order[self.rank :: self.world_size].tensor_split(len(self)):
+            yield self.x[idx], self.y[idx]
+
+
+class GenreDataModule(pl.LightningDataModule):
+    """Loads, cleans, splits and encodes a genre dataset once, then serves it from memory."""
+
+    def __init__(
+        self,
+        dataset: str = "music_genre",
+        path: str | None = None,
+        batch_size: int = 512,
+        eval_batch_size: int = 8192,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 42,
+        shuffle_seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            dataset: Name of a built-in dataset spec (music_genre, spotify_tracks).
+            path: CSV (.csv or .csv.gz) to read; default: look in $GENRE_TORCH_DATA_DIR, then ./data/.
+            batch_size: Training batch size.
+            eval_batch_size: Batch size for validation, test and predict.
+            test_fraction: Share of all rows held out for test (stratified).
+            val_fraction: Share of the remaining rows held out for validation (stratified).
+            split_seed: Seed of the split (42 in the canonical protocol).
+            shuffle_seed: Base seed of the per-epoch training shuffle (epoch e uses shuffle_seed + e).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.spec = get_spec(dataset)
+        self.path, self.batch_size, self.eval_batch_size = path, batch_size, eval_batch_size
+        self.test_fraction, self.val_fraction = test_fraction, val_fraction
+        self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
+        self.preprocessor = Preprocessor(self.spec.numeric, self.spec.categorical)
+        self.frame: pd.DataFrame | None = None
+        self.splits: dict[str, np.ndarray] = {}
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def load(self) -> GenreDataModule:
+        """Read, clean, split and encode the data (idempotent; runs on first use)."""
+        if self.tensors:
+            return self
+        frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
+        labels = frame[self.spec.target].to_numpy()
+        self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
+        train = frame.iloc[self.splits["train"]]
+        self.preprocessor.fit(train, train[self.spec.target])
+        self.frame = frame
+        for name, idx in self.splits.items():
+            part = frame.iloc[idx]
+            self.tensors[name] = (
+                self.preprocessor.transform(part),
+                self.preprocessor.encode_labels(part[self.spec.target]),
+            )
+        return self
+
+    @property
+    def num_features(self) -> int:
+        """Width of the encoded feature matrix (linked into the model by the CLI)."""
+        return self.load().preprocessor.num_features
+
+    @property
+    def num_classes(self) -> int:
+        """Number of genres (linked into the model by the CLI)."""
+        return len(self.load().preprocessor.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the data and, when a trainer is attached, move the tensors to its device once."""
+        self.load()
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.tensors.items()}
+
+    def train_dataloader(self) -> TensorBatches:
+        """Shuffled training batches, sharded by rank under DDP."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        x, y = self.tensors["train"]
+        return TensorBatches(x, y, self.batch_size, True, self.shuffle_seed, rank, world)
+
+    def val_dataloader(self) -> TensorBatches:
+        """Validation batches in file order."""
+        return self._shard("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        """Test batches in file order."""
+        return self._shard("test")
+
+    def _shard(self, split: str) -> TensorBatches:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        x, y = self.tensors[split]
+        return TensorBatches(x, y, self.eval_batch_size, rank=rank, world_size=world)

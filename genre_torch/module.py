@@ -1,0 +1,145 @@
+"""GenreClassifier: a registry backbone trained with cross-entropy, with epoch-level metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from genre_torch import models
+from genre_torch.errors import GenreTorchError
+
+CHECKPOINT_KEY = "genre_torch"
+
+
+class GenreClassifier(pl.LightningModule):
+    """Classifies songs into genres; softmax is applied only when predicting."""
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        arch: str = "mlp",
+        arch_args: dict[str, Any] | None = None,
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: Literal["cosine", "onecycle"] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        """
+        Args:
+            num_features: Width of the encoded input (linked from the data module).
+            num_classes: Number of genres (linked from the data module).
+            arch: Registered architecture name (see genre_torch.models.names()).
+            arch_args: Settings of that architecture, e.g. {hidden_dims: [128, 64, 32], activation: relu}.
+            optimizer: adam or adamw.
+            lr: Learning rate.
+            weight_decay: Weight decay (L2 for adam, decoupled for adamw).
+            scheduler: Optional per-step LR schedule over the whole run: cosine or onecycle.
+            label_smoothing: Label smoothing of the cross-entropy loss.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = models.build(arch, num_features, num_classes, **(arch_args or {}))
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_f1 = MulticlassF1Score(num_classes, average="macro")
+        # training metrics are summed on the device and read once per epoch: no host sync per step
+        self.register_buffer("_train_loss", torch.zeros(()), persistent=False)
+        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self._train_rows = 0
+        self.preprocessor_state: dict[str, Any] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for an encoded feature batch."""
+        return self.backbone(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        with torch.no_grad():
+            self._train_loss += loss.detach() * len(y)
+            self._train_correct += (logits.argmax(1) == y).sum()
+        self._train_rows += len(y)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        rows = max(self._train_rows, 1)
+        self.log_dict({"train/loss": self._train_loss / rows, "train/acc": self._train_correct / rows}, sync_dist=True)
+        self._train_loss.zero_()
+        self._train_correct.zero_()
+        self._train_rows = 0
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> None:
+        x, y = batch
+        logits = self(x)
+        loss.update(F.cross_entropy(logits, y), weight=len(y))
+        for metric in metrics:
+            metric.update(logits, y)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss, self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc})
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc, "test/macro_f1": self.test_f1})
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Class probabilities."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        if hp.optimizer not in ("adam", "adamw"):
+            raise GenreTorchError(f"unknown optimizer {hp.optimizer!r}; known: adam, adamw")
+        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler is None:
+            return opt
+        steps = int(self.trainer.estimated_stepping_batches)
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        elif hp.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps)
+        else:
+            raise GenreTorchError(f"unknown scheduler {hp.scheduler!r}; known: cosine, onecycle (or null)")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        self._remember_preprocessor()
+
+    def on_test_start(self) -> None:
+        self._remember_preprocessor()
+
+    def _remember_preprocessor(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "preprocessor"):
+            self.preprocessor_state = {
+                "dataset": datamodule.spec.name,
+                "preprocessor": datamodule.preprocessor.state_dict(),
+            }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the checkpoint alone must be able to score raw rows: keep the fitted preprocessing and the
+        # RNG state (dropout), so that a resumed run continues exactly like an uninterrupted one
+        if self.preprocessor_state is not None:
+            checkpoint[CHECKPOINT_KEY] = self.preprocessor_state
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.preprocessor_state = checkpoint.get(CHECKPOINT_KEY)
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])

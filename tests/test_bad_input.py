@@ -1,0 +1,88 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback, nothing written to checkpoints/ or runs/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genre_torch.cli import main
+from tests.conftest import make_music_genre
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+
+
+def run_bad(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", CONFIG, "--trainer.max_epochs", "1", *args])
+    stderr = capsys.readouterr().err
+    err = stderr.strip().splitlines()[-1]  # in-process, earlier lines are warnings about pytest's argv
+    assert exit_info.value.code == 2
+    assert err.startswith("genre-torch: error: ") and "Traceback" not in stderr
+    assert not Path("checkpoints").exists() and not Path("runs").exists()
+    return err
+
+
+def test_console_script_prints_one_line(tmp_path) -> None:
+    env = {**os.environ, "GENRE_TORCH_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "genre_torch.cli", "fit", "--config", CONFIG],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("genre-torch: error: no data file for music_genre")
+    assert not list(tmp_path.iterdir())
+
+
+def write(df: pd.DataFrame) -> str:
+    df.to_csv("bad.csv", index=False)
+    return "bad.csv"
+
+
+def test_missing_data_file(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENRE_TORCH_DATA_DIR", str(tmp_path / "nowhere"))
+    err = run_bad(capsys)
+    assert "nowhere/music_genre.csv" in err and "GENRE_TORCH_DATA_DIR" in err
+    assert "does not exist" in run_bad(capsys, "--data.path", "missing.csv")
+
+
+def test_not_a_csv(capsys, data_env) -> None:
+    Path("song.csv.gz").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    assert "not a readable CSV" in run_bad(capsys, "--data.path", "song.csv.gz")
+
+
+def test_missing_columns_are_listed(capsys, data_env) -> None:
+    path = write(make_music_genre().drop(columns=["tempo", "valence"]))
+    err = run_bad(capsys, "--data.path", path)
+    assert "lacks required column(s) tempo, valence" in err
+
+
+def test_single_class_and_tiny_class(capsys, data_env) -> None:
+    df = make_music_genre().dropna(how="all")
+    assert "at least 2" in run_bad(capsys, "--data.path", write(df.assign(music_genre="Jazz")))
+    tiny = pd.concat([df, df.iloc[[0]].assign(music_genre="Polka")])
+    assert "class 'Polka' has only 1 row" in run_bad(capsys, "--data.path", write(tiny))
+
+
+def test_unknown_architecture_and_activation(capsys, data_env) -> None:
+    assert "known architectures: " in run_bad(capsys, "--model.arch", "transformer9000")
+    err = run_bad(capsys, "--model.arch_args.activation", "swishy")
+    assert "known activations: relu, leaky_relu, tanh, sigmoid, gelu" in err
+
+
+def test_garbage_numbers_become_missing_with_a_warning(data_env, capsys) -> None:
+    df = make_music_genre()
+    df["loudness"] = df["loudness"].astype(object)
+    df.loc[df.index % 7 == 0, "loudness"] = "loud!"
+    with pytest.warns(UserWarning, match=r"column loudness: \d+ unparseable"):
+        main(["fit", "--config", CONFIG, "--trainer.max_epochs", "1", "--data.path", write(df)])
+    assert "test accuracy" in capsys.readouterr().out

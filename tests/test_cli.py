@@ -1,0 +1,80 @@
+"""The command line end to end on synthetic data: fit, test, configs, checkpoints, resume, bad input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from genre_torch.cli import main, run_cli
+from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.preprocessing import Preprocessor
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]
+
+
+def fit(dataset: str, *extra: str) -> list[str]:
+    return ["fit", "--config", str(CONFIGS / f"{dataset}.yaml"), *FAST, *extra]
+
+
+@pytest.mark.parametrize("dataset", ["music_genre", "spotify_tracks"])
+def test_fit_then_test_through_main(data_env, capsys, dataset: str) -> None:
+    main(fit(dataset))
+    out = capsys.readouterr().out
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert acc > 0.5  # 4 separable synthetic genres: chance is 0.25
+    best = Path(re.search(r"best checkpoint: (\S+)", out).group(1))
+    assert best.parent == Path("checkpoints") / dataset / "version_0" and (best.parent / "last.ckpt").is_file()
+    assert list((Path("runs") / dataset / "version_0").glob("events.out.tfevents*"))
+    assert "tensorboard --logdir runs/" + dataset in out
+    cli = run_cli(["test", "--config", str(CONFIGS / f"{dataset}.yaml"), "--ckpt_path", str(best)])
+    assert round(float(cli.trainer.callback_metrics["test/acc"]), 4) == acc
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("preset", [None, *sorted(p.name for p in (CONFIGS / "presets").glob("*.yaml"))])
+def test_every_config_parses(capsys, config: str, preset: str | None) -> None:
+    args = ["fit", "--config", str(CONFIGS / config)]
+    if preset:
+        args += ["--config", str(CONFIGS / "presets" / preset)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "class_path: pytorch_lightning" not in capsys.readouterr().out.replace("pytorch_lightning.", "")
+
+
+def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
+    cli_a = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
+    cli_b = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
+    metric = "test/acc"
+    assert cli_a.trainer.callback_metrics[metric] == cli_b.trainer.callback_metrics[metric]
+
+    best = cli_a.trainer.checkpoint_callback.best_model_path
+    ckpt = torch.load(best, weights_only=True)  # only plain tensors and primitives inside
+    restored = GenreClassifier.load_from_checkpoint(best).eval()
+    x, _ = cli_a.datamodule.tensors["test"]
+    trained = GenreClassifier.load_from_checkpoint(best).eval()
+    assert torch.equal(restored(x), trained(x))
+    pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
+    dm = cli_a.datamodule
+    assert torch.equal(pre.transform(dm.frame.iloc[dm.splits["test"]]), x)
+    assert ckpt[CHECKPOINT_KEY]["dataset"] == "music_genre" and pre.classes == dm.preprocessor.classes
+
+
+def test_resume_matches_uninterrupted_run(data_env) -> None:
+    common = ["--model.arch_args.dropout", "0.3", "--early_stopping.patience", "100"]
+    full = run_cli(fit("spotify_tracks", *common, "--trainer.max_epochs", "6"))
+    first = run_cli(fit("spotify_tracks", *common, "--trainer.max_epochs", "3"))
+    last = Path(first.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    resumed = run_cli(fit("spotify_tracks", *common, "--trainer.max_epochs", "6", "--ckpt_path", str(last)))
+    assert resumed.trainer.current_epoch == full.trainer.current_epoch == 6
+    assert resumed.trainer.callback_metrics["test/acc"] == full.trainer.callback_metrics["test/acc"]
+    assert resumed.trainer.logger.version == first.trainer.logger.version  # the run goes on in its own folders
+    a = torch.load(Path(full.trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
