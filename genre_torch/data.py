@@ -7,6 +7,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from genre_torch.datasets import DatasetSpec, get_spec
 from genre_torch.errors import GenreTorchError
+from genre_torch.grouped import group_split_indices
 from genre_torch.preprocessing import Preprocessor
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
@@ -129,6 +131,12 @@ class GenreDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         split_seed: int = 42,
         shuffle_seed: int = 0,
+        features: Literal["audio", "audio+meta"] = "audio",
+        meta_columns: list[str] | None = None,
+        meta_smoothing: float = 1.0,
+        meta_folds: int = 5,
+        missing_indicators: bool = False,
+        split: Literal["canonical", "artist"] = "canonical",
     ) -> None:
         """
         Args:
@@ -140,6 +148,13 @@ class GenreDataModule(pl.LightningDataModule):
             val_fraction: Share of the remaining rows held out for validation (stratified).
             split_seed: Seed of the split (42 in the canonical protocol).
             shuffle_seed: Base seed of the per-epoch training shuffle (epoch e uses shuffle_seed + e).
+            features: audio, or audio+meta: adds target-encoded metadata columns (artist; album for
+                spotify_tracks), out-of-fold on training rows, full-train statistics elsewhere.
+            meta_columns: Metadata columns for audio+meta (default: all of the dataset's, spec.meta).
+            meta_smoothing: Pseudo-count m pulling a rare artist's genre frequencies towards the prior.
+            meta_folds: Folds of the out-of-fold encoding of training rows.
+            missing_indicators: Add a 0/1 column per numeric column that has missing values in training.
+            split: canonical (stratified rows) or artist (grouped: no artist in two splits; see grouped.py).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -147,7 +162,19 @@ class GenreDataModule(pl.LightningDataModule):
         self.path, self.batch_size, self.eval_batch_size = path, batch_size, eval_batch_size
         self.test_fraction, self.val_fraction = test_fraction, val_fraction
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
-        self.preprocessor = Preprocessor(self.spec.numeric, self.spec.categorical)
+        if features not in ("audio", "audio+meta"):
+            raise GenreTorchError(f"unknown feature set {features!r}; known: audio, audio+meta")
+        unknown = sorted(set(meta_columns or ()) - set(self.spec.meta))
+        if unknown:
+            raise GenreTorchError(
+                f"{unknown} are not metadata columns of {dataset}; known: {', '.join(self.spec.meta)}"
+            )
+        meta = {c: s for c, s in self.spec.meta.items() if meta_columns is None or c in meta_columns}
+        meta = meta if features == "audio+meta" else {}
+        self.preprocessor = Preprocessor(
+            self.spec.numeric, self.spec.categorical, meta, meta_smoothing, meta_folds, missing_indicators
+        )
+        self.split = split
         self.frame: pd.DataFrame | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -158,14 +185,18 @@ class GenreDataModule(pl.LightningDataModule):
             return self
         frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
         labels = frame[self.spec.target].to_numpy()
-        self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
+        if self.split == "artist":
+            groups = frame[next(iter(self.spec.meta))]
+            self.splits = group_split_indices(labels, groups, self.test_fraction, self.val_fraction, self.split_seed)
+        else:
+            self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
         train = frame.iloc[self.splits["train"]]
-        self.preprocessor.fit(train, train[self.spec.target])
+        train_x = self.preprocessor.fit_transform(train, train[self.spec.target], seed=self.split_seed)
         self.frame = frame
         for name, idx in self.splits.items():
             part = frame.iloc[idx]
             self.tensors[name] = (
-                self.preprocessor.transform(part),
+                train_x if name == "train" else self.preprocessor.transform(part),
                 self.preprocessor.encode_labels(part[self.spec.target]),
             )
         return self

@@ -24,6 +24,7 @@ class DatasetSpec:
     valid_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     dedupe_on: tuple[str, ...] = ()
     sha256: str = ""
+    meta: dict[str, str | None] = field(default_factory=dict)  # metadata column -> separator of multiple values
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -113,6 +114,7 @@ MUSIC_GENRE = DatasetSpec(
     id_columns=("instance_id", "artist_name", "track_name"),
     valid_ranges={"duration_ms": (0.0, float("inf"))},  # -1 marks an unknown duration
     sha256="6e1a77a46c88226e24aa36facf81235315b4680054bc7f3d3c609c1b05711078",
+    meta={"artist_name": None},
 )
 
 SPOTIFY_TRACKS = DatasetSpec(
@@ -136,6 +138,7 @@ SPOTIFY_TRACKS = DatasetSpec(
     file_names=("dataset.csv",),
     dedupe_on=("track_id", "track_genre"),
     sha256="b202fa49909b2d5cef71a04b1d21243cfeb36414535f2ca9272aa646721177bd",
+    meta={"artists": ";", "album_name": None},
 )
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (MUSIC_GENRE, SPOTIFY_TRACKS)}

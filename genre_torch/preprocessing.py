@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from genre_torch.errors import GenreTorchError
+from genre_torch.meta import TargetEncoder
 
 
 class Preprocessor:
@@ -16,15 +17,31 @@ class Preprocessor:
 
     Numeric columns: missing values get the training median, then (x - mean) / std with training
     mean and std. Categorical columns: one-hot over the categories seen in training rows; an unseen
-    or missing category is the all-zero vector. All fitted state is plain tensors and lists.
+    or missing category is the all-zero vector. Optional extras, appended after these columns:
+    missing-value indicators (numeric columns with gaps in training) and target-encoded metadata
+    columns (genre.meta.TargetEncoder). Because training rows get an out-of-fold metadata encoding,
+    encode them with fit_transform(); transform() encodes any other rows with full-train statistics.
+    All fitted state is plain tensors and lists.
     """
 
-    def __init__(self, numeric: list[str] | tuple[str, ...], categorical: list[str] | tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        numeric: list[str] | tuple[str, ...],
+        categorical: list[str] | tuple[str, ...],
+        meta: dict[str, str | None] | None = None,
+        smoothing: float = 1.0,
+        folds: int = 5,
+        missing_indicators: bool = False,
+    ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.median = self.mean = self.std = torch.empty(0)
         self.vocab: dict[str, list[str]] = {}
         self.classes: list[str] = []
+        self.meta = dict(meta or {})  # column -> separator of multi-valued text (None: one value)
+        self.smoothing, self.folds, self.missing_indicators = smoothing, folds, missing_indicators
+        self.indicators: list[str] = []
+        self.encoders: dict[str, TargetEncoder] = {}
 
     @property
     def fitted(self) -> bool:
@@ -34,12 +51,18 @@ class Preprocessor:
     @property
     def num_features(self) -> int:
         """Width of the encoded feature matrix."""
-        return len(self.numeric) + sum(len(v) for v in self.vocab.values())
+        meta = sum(e.num_classes + 1 for e in self.encoders.values())
+        return len(self.numeric) + sum(len(v) for v in self.vocab.values()) + len(self.indicators) + meta
 
     @property
     def feature_names(self) -> list[str]:
         """Name of every encoded column, in matrix order."""
-        return self.numeric + [f"{c}={v}" for c in self.categorical for v in self.vocab[c]]
+        names = self.numeric + [f"{c}={v}" for c in self.categorical for v in self.vocab[c]]
+        return (
+            names
+            + [f"{c}#missing" for c in self.indicators]
+            + [n for e in self.encoders.values() for n in e.feature_names]
+        )
 
     def fit(self, df: pd.DataFrame, labels: pd.Series) -> Preprocessor:
         """Fit all state on training rows only."""
@@ -53,10 +76,36 @@ class Preprocessor:
         self.std = torch.tensor(np.where(std > 0, std, 1.0), dtype=torch.float64)
         self.vocab = {c: sorted(df[c].dropna().unique().tolist()) for c in self.categorical}
         self.classes = sorted(labels.unique().tolist())
+        self.indicators = [
+            c for c, gap in zip(self.numeric, np.isnan(values).any(0), strict=True) if gap and self.missing_indicators
+        ]
+        self._check_meta(df)
+        codes = self.encode_labels(labels).numpy()
+        self.encoders = {
+            c: TargetEncoder(c, sep, self.smoothing).fit(df[c], codes, len(self.classes))
+            for c, sep in self.meta.items()
+        }
         return self
+
+    def fit_transform(self, df: pd.DataFrame, labels: pd.Series, seed: int = 0) -> torch.Tensor:
+        """Fit on training rows and encode them; metadata columns get an out-of-fold encoding."""
+        self.fit(df, labels)
+        x = self._encode(df, meta=False)
+        codes = self.encode_labels(labels).numpy()
+        oof = [e.fit_transform_oof(df[c], codes, len(self.classes), self.folds, seed) for c, e in self.encoders.items()]
+        return torch.cat([x, *oof], dim=1)
+
+    def _check_meta(self, df: pd.DataFrame) -> None:
+        missing = [c for c in self.meta if c not in df.columns]
+        if missing:
+            raise GenreTorchError(f"metadata feature(s) need column(s) {', '.join(missing)}, absent from the data")
 
     def transform(self, df: pd.DataFrame) -> torch.Tensor:
         """Encode clean feature columns into a float32 matrix of shape (rows, num_features)."""
+        return self._encode(df, meta=True)
+
+    def _encode(self, df: pd.DataFrame, meta: bool) -> torch.Tensor:
+        """Numeric (standardised), one-hot, missing indicators, then (if meta) full-train target encodings."""
         values = torch.from_numpy(df[self.numeric].to_numpy(np.float64))
         values = torch.where(values.isnan(), self.median, values)
         parts = [((values - self.mean) / self.std).float()]
@@ -65,6 +114,11 @@ class Preprocessor:
             onehot = torch.zeros(len(df), len(self.vocab[col]) + 1)
             onehot[torch.arange(len(df)), codes] = 1.0  # code -1 (unseen/missing) lands in the last column
             parts.append(onehot[:, :-1])
+        if self.indicators:
+            parts.append(torch.from_numpy(df[self.indicators].isna().to_numpy(np.float32)))
+        if meta and self.encoders:
+            self._check_meta(df)
+            parts += [e.transform(df[c]) for c, e in self.encoders.items()]
         return torch.cat(parts, dim=1)
 
     def encode_labels(self, labels: pd.Series) -> torch.Tensor:
@@ -89,6 +143,8 @@ class Preprocessor:
             "std": self.std,
             "vocab": self.vocab,
             "classes": self.classes,
+            "indicators": self.indicators,
+            "meta": {c: e.state_dict() for c, e in self.encoders.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Preprocessor:
@@ -96,6 +152,10 @@ class Preprocessor:
         self.numeric, self.categorical = list(state["numeric"]), list(state["categorical"])
         self.median, self.mean, self.std = state["median"], state["mean"], state["std"]
         self.vocab, self.classes = dict(state["vocab"]), list(state["classes"])
+        self.indicators = list(state.get("indicators", []))
+        self.encoders = {c: TargetEncoder.from_state_dict(e) for c, e in state.get("meta", {}).items()}
+        self.meta = {c: e.separator for c, e in self.encoders.items()}
+        self.missing_indicators = bool(self.indicators)
         return self
 
     @classmethod
