@@ -34,10 +34,12 @@ class GenreCLI(LightningCLI):
             {"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10}
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # the best checkpoint is chosen by the early-stopping metric: --early_stopping.monitor val/acc
+        # --early_stopping.mode max switches both
+        parser.link_arguments("early_stopping.monitor", "checkpoint.monitor")
+        parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/loss",
-                "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,

@@ -16,7 +16,7 @@ def tokens(values: pd.Series, separator: str | None) -> tuple[np.ndarray, np.nda
     if separator:
         text = text.str.split(separator).explode().str.strip()
     text = text[text.notna() & (text != "")]
-    return text.index.to_numpy(np.int64), text.to_numpy(dtype=object)
+    return np.array(text.index, dtype=np.int64), text.to_numpy(dtype=object)
 
 
 class TargetEncoder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -30,6 +31,7 @@ class GenreClassifier(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: Literal["cosine", "onecycle"] | None = None,
         label_smoothing: float = 0.0,
+        warmup: float = 0.0,
     ) -> None:
         """
         Args:
@@ -42,6 +44,7 @@ class GenreClassifier(pl.LightningModule):
             weight_decay: Weight decay (L2 for adam, decoupled for adamw).
             scheduler: Optional per-step LR schedule over the whole run: cosine or onecycle.
             label_smoothing: Label smoothing of the cross-entropy loss.
+            warmup: Share of all steps spent warming the LR up linearly (cosine; onecycle's pct_start, 0.3 if 0).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -62,8 +65,16 @@ class GenreClassifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        members = getattr(self.backbone, "forward_members", None)
+        if members is None:
+            logits = self(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        else:  # an ensemble backbone (models/tabm.py): every member is trained with its own loss
+            out = members(x)
+            loss = F.cross_entropy(
+                out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self.hparams.label_smoothing
+            )
+            logits = out.detach().mean(1)
         with torch.no_grad():
             self._train_loss += loss.detach() * len(y)
             self._train_correct += (logits.argmax(1) == y).sum()
@@ -110,10 +121,15 @@ class GenreClassifier(pl.LightningModule):
         if hp.scheduler is None:
             return opt
         steps = int(self.trainer.estimated_stepping_batches)
+        warm = int(hp.get("warmup", 0.0) * steps)
         if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            cosine = lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, steps - warm))))  # noqa: E731
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: (step + 1) / warm if step < warm else cosine(step)
+            )
         elif hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps)
+            pct = hp.get("warmup", 0.0) or 0.3
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps, pct_start=pct)
         else:
             raise GenreTorchError(f"unknown scheduler {hp.scheduler!r}; known: cosine, onecycle (or null)")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
