@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
 from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
@@ -28,7 +29,9 @@ def test_fit_then_test_through_main(data_env, capsys, dataset: str) -> None:
     assert acc > 0.5  # 4 separable synthetic genres: chance is 0.25
     best = Path(re.search(r"best checkpoint: (\S+)", out).group(1))
     assert best.parent == Path("checkpoints") / dataset / "version_0" and (best.parent / "last.ckpt").is_file()
-    assert list((Path("runs") / dataset / "version_0").glob("events.out.tfevents*"))
+    events = EventAccumulator(str(Path("runs") / dataset / "version_0")).Reload()
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("val/loss")) == 3 + 1  # one point per epoch, plus the validation of the best model
     assert "tensorboard --logdir runs/" + dataset in out
     cli = run_cli(["test", "--config", str(CONFIGS / f"{dataset}.yaml"), "--ckpt_path", str(best)])
     assert round(float(cli.trainer.callback_metrics["test/acc"]), 4) == acc
