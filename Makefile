@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 CONFIG ?= configs/music_genre.yaml
-EXTRAS ?= dev
+EXTRAS ?= dev,export
 
 .PHONY: install train test lint results clean
 

@@ -18,9 +18,14 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from genre_torch.data import GenreDataModule
 from genre_torch.errors import GenreTorchError
 from genre_torch.module import GenreClassifier
+from genre_torch.report import TestReport
 
 # subcommands that are not Trainer methods: name -> "module:function" taking the remaining argv
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "predict": "genre_torch.predict:main",  # replaces LightningCLI's predict: scores raw CSV rows from a checkpoint
+    "export": "genre_torch.export:main",
+    "importance": "genre_torch.importance:main",
+}
 
 
 class GenreCLI(LightningCLI):
@@ -97,6 +102,7 @@ def run_cli(args: list[str] | None = None) -> GenreCLI:
         GenreDataModule,
         args=args,
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [TestReport()]},  # always on: the test report (genre_torch/report.py)
     )
 
 

@@ -88,12 +88,13 @@ class GenreClassifier(pl.LightningModule):
         self._train_correct.zero_()
         self._train_rows = 0
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss.update(F.cross_entropy(logits, y), weight=len(y))
         for metric in metrics:
             metric.update(logits, y)
+        return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_loss, self.val_acc)
@@ -101,8 +102,9 @@ class GenreClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc})
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1)
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Update the test metrics; the logits go to callbacks (genre_torch.report.TestReport)."""
+        return self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc, "test/macro_f1": self.test_f1})

@@ -1,0 +1,58 @@
+"""Figures of the reports: a row-normalised confusion matrix that stays legible for 114 genres, a bar chart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import leaves_list, linkage
+
+
+def confusion_order(cm: np.ndarray) -> np.ndarray:
+    """Genre order that puts genres confused with each other next to each other (hierarchical clustering)."""
+    if len(cm) < 3:
+        return np.arange(len(cm))
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    mixed = (rates + rates.T) / 2  # symmetric: how often two genres are taken for each other
+    return leaves_list(linkage(mixed, method="average", optimal_ordering=True))
+
+
+def confusion(cm: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Row-normalised confusion matrix (recall per true genre), genres ordered by confusion clusters."""
+    order = confusion_order(cm)
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    rates = rates[np.ix_(order, order)]
+    names = [classes[i] for i in order]
+    n = len(names)
+    side = max(6.0, 0.22 * n + 2.0)  # ~0.22 inch per genre: 114 genres -> a 27-inch, 2700-pixel figure
+    font = 10 if n <= 20 else 6
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(rates, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), names, fontsize=font)
+    ax.set_xlabel("predicted genre")
+    ax.set_ylabel("true genre")
+    ax.set_title("test confusion matrix, row-normalised" + (" (genres ordered by confusion)" if n > 2 else ""))
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                color = "black" if rates[i, j] > 0.5 else "white"
+                ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=8, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01, label="share of the true genre's songs")
+    fig.tight_layout()
+    return fig
+
+
+def bars(names: Sequence[str], values: Sequence[float], errors: Sequence[float], title: str, xlabel: str) -> Figure:
+    """Horizontal bar chart, largest value on top."""
+    order = np.argsort(values)
+    fig = Figure(figsize=(8, max(3.0, 0.35 * len(names) + 1)))
+    ax = fig.add_subplot()
+    ax.barh(np.asarray(names)[order], np.asarray(values)[order], xerr=np.asarray(errors)[order], color="tab:blue")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,112 @@
+"""Score raw rows in a dataset's own CSV format from a checkpoint alone: `genre-torch predict` and load_predictor()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genre_torch.datasets import DatasetSpec, get_spec
+from genre_torch.errors import GenreTorchError
+from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.preprocessing import Preprocessor
+from genre_torch.tools import ArgumentParser, atomic_path, load_checkpoint, load_model
+
+TOP_K = 3
+ALL_MISSING = "every feature is missing"
+
+
+class Predictor:
+    """A trained model with its fitted preprocessing: predict(df) turns raw rows into named genres."""
+
+    def __init__(self, model: GenreClassifier, preprocessor: Preprocessor, spec: DatasetSpec, batch_size: int = 8192):
+        self.model, self.preprocessor, self.spec, self.batch_size = model.eval(), preprocessor, spec, batch_size
+
+    @property
+    def classes(self) -> list[str]:
+        """Genre names in class-index order."""
+        return self.preprocessor.classes
+
+    @torch.inference_mode()
+    def probabilities(self, clean: pd.DataFrame) -> np.ndarray:
+        """Class probabilities of cleaned rows, scored in batches (bounded memory)."""
+        x = self.preprocessor.transform(clean)
+        parts = [self.model(x[i : i + self.batch_size]).softmax(-1) for i in range(0, len(x), self.batch_size)]
+        return torch.cat(parts).numpy() if parts else np.zeros((0, len(self.classes)), np.float32)
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """One row per input row, same index: id columns, predicted_genre, probability, top-3, error."""
+        clean = self.spec.clean(df, training=False)  # keeps every row, in order; checks the columns
+        keep = [c for c in (*self.spec.id_columns, self.spec.target) if c in df.columns]
+        out = df[keep].copy()
+        scorable = clean[list(self.spec.features)].notna().any(axis=1).to_numpy()
+        probs = np.full((len(df), len(self.classes)), np.nan, dtype=np.float32)
+        probs[scorable] = self.probabilities(clean[scorable])
+        k = min(TOP_K, len(self.classes))
+        top = np.argsort(-np.nan_to_num(probs, nan=0.0), axis=1, kind="stable")[:, :k]
+        names = np.asarray(self.classes, dtype=object)
+        for rank in range(k):
+            genre = np.where(scorable, names[top[:, rank]], None)
+            prob = np.where(scorable, np.take_along_axis(probs, top[:, rank : rank + 1], 1)[:, 0], np.nan)
+            if rank == 0:
+                out["predicted_genre"], out["probability"] = genre, prob
+            out[f"top{rank + 1}_genre"], out[f"top{rank + 1}_probability"] = genre, prob
+        out["error"] = np.where(scorable, None, ALL_MISSING)
+        return out
+
+
+def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Predictor:
+    """A Predictor from a checkpoint written by `genre-torch fit` (no training data needed)."""
+    ckpt = load_checkpoint(ckpt_path)
+    state = ckpt[CHECKPOINT_KEY]
+    return Predictor(load_model(ckpt), Preprocessor.from_state_dict(state["preprocessor"]), get_spec(state["dataset"]))
+
+
+def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
+    """Read a .csv / .csv.gz in chunks of `rows` rows; unreadable input is a clear error."""
+    if not Path(path).is_file():
+        raise GenreTorchError(f"input file {path} does not exist")
+    try:
+        with pd.read_csv(path, chunksize=rows, low_memory=False) as reader:
+            yield from reader
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, OSError, zlib.error) as e:
+        raise GenreTorchError(f"{path} is not a readable CSV file ({type(e).__name__}: {e})") from None
+
+
+def main(argv: list[str]) -> None:
+    """`genre-torch predict --ckpt_path CKPT --input songs.csv --output predictions.csv`."""
+    parser = ArgumentParser(prog="genre-torch predict", description=__doc__)
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `genre-torch fit`")
+    parser.add_argument("--input", required=True, help="CSV (.csv/.csv.gz) in the dataset's own format")
+    parser.add_argument("--output", required=True, help="CSV to write (atomically: complete or not at all)")
+    parser.add_argument("--chunk_size", type=int, default=100_000, help="rows read and scored at a time")
+    args = parser.parse_args(argv)
+    if args.chunk_size < 1:
+        raise GenreTorchError("--chunk_size must be at least 1")
+    predictor = load_predictor(args.ckpt_path)
+    target = predictor.spec.target
+    start, rows, failed, labelled, correct = time.perf_counter(), 0, 0, 0, 0
+    with atomic_path(args.output) as tmp, open(tmp, "w", newline="") as fh:
+        for chunk in read_chunks(args.input, args.chunk_size):
+            table = predictor.predict(chunk)
+            table.to_csv(fh, header=rows == 0, index=False)
+            rows, failed = rows + len(table), failed + int(table["error"].notna().sum())
+            if target in chunk.columns:
+                truth = chunk[target].astype("string").str.strip()
+                labelled += int(truth.notna().sum())
+                correct += int((truth == table["predicted_genre"]).fillna(False).sum())
+        if rows == 0:
+            raise GenreTorchError(f"{args.input} has no rows to score")
+    seconds = time.perf_counter() - start
+    print(f"scored {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s) -> {args.output}")
+    if failed:
+        print(f"{failed} row(s) could not be scored; see the error column", file=sys.stderr)
+    if labelled:
+        print(f"accuracy: {correct / labelled:.4f} ({correct} of {labelled} rows with a {target} label)")
