@@ -25,6 +25,8 @@ TOOLS: dict[str, str] = {
     "predict": "genre_torch.predict:main",  # replaces LightningCLI's predict: scores raw CSV rows from a checkpoint
     "export": "genre_torch.export:main",
     "importance": "genre_torch.importance:main",
+    "data": "genre_torch.datacli:main",  # download (verified) / check a dataset
+    "prepare": "genre_torch.prepare:main",  # clean, split, encode to Parquet with the pandas or Spark engine
 }
 
 

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from genre_torch.datasets import DatasetSpec, get_spec
 from genre_torch.errors import GenreTorchError
 from genre_torch.grouped import group_split_indices
+from genre_torch.prepared import is_prepared, load_prepared
 from genre_torch.preprocessing import Preprocessor
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
@@ -37,8 +38,8 @@ def find_data_file(spec: DatasetSpec, path: str | os.PathLike | None = None) -> 
                 return folder / name
     looked = ", ".join(str(d / n) for d in dirs for n in spec.candidate_files())
     raise GenreTorchError(
-        f"no data file for {spec.name}: looked for {looked}; set {DATA_DIR_ENV} to the folder "
-        f"holding {spec.name}.csv(.gz) or pass --data.path"
+        f"no data file for {spec.name}: looked for {looked}; get it with `genre-torch data download {spec.name}`, "
+        f"or set {DATA_DIR_ENV} to the folder holding {spec.name}.csv(.gz), or pass --data.path"
     )
 
 
@@ -137,6 +138,7 @@ class GenreDataModule(pl.LightningDataModule):
         meta_folds: int = 5,
         missing_indicators: bool = False,
         split: Literal["canonical", "artist"] = "canonical",
+        stream: bool | None = None,
     ) -> None:
         """
         Args:
@@ -155,6 +157,8 @@ class GenreDataModule(pl.LightningDataModule):
             meta_folds: Folds of the out-of-fold encoding of training rows.
             missing_indicators: Add a 0/1 column per numeric column that has missing values in training.
             split: canonical (stratified rows) or artist (grouped: no artist in two splits; see grouped.py).
+            stream: With a prepared folder as path: read batches from Parquet row groups instead of holding
+                the splits in memory (default: only when they would take over half of the free memory).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -178,11 +182,14 @@ class GenreDataModule(pl.LightningDataModule):
         self.frame: pd.DataFrame | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.stream, self.prepared = stream, None  # a folder written by `genre-torch prepare` (prepared.py)
 
     def load(self) -> GenreDataModule:
         """Read, clean, split and encode the data (idempotent; runs on first use)."""
-        if self.tensors:
+        if self.tensors or self.prepared is not None:
             return self
+        if is_prepared(self.path):
+            return load_prepared(self)
         frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
         labels = frame[self.spec.target].to_numpy()
         if self.split == "artist":
@@ -220,6 +227,8 @@ class GenreDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         """Shuffled training batches, sharded by rank under DDP."""
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if not self.tensors:  # a prepared folder, streamed
+            return self.prepared.batches("train", self.batch_size, True, self.shuffle_seed, rank, world)
         x, y = self.tensors["train"]
         return TensorBatches(x, y, self.batch_size, True, self.shuffle_seed, rank, world)
 
@@ -233,5 +242,7 @@ class GenreDataModule(pl.LightningDataModule):
 
     def _shard(self, split: str) -> TensorBatches:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if not self.tensors:  # a prepared folder, streamed
+            return self.prepared.batches(split, self.eval_batch_size, rank=rank, world_size=world)
         x, y = self.tensors[split]
         return TensorBatches(x, y, self.eval_batch_size, rank=rank, world_size=world)

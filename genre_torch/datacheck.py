@@ -1,0 +1,96 @@
+"""`genre-torch data check`: validate a CSV against its DatasetSpec and summarise what cleaning will do."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from genre_torch.datasets import SPECS, DatasetSpec, to_category
+
+
+def guess_spec(path: Path, frame: pd.DataFrame) -> DatasetSpec:
+    """The spec whose file names match `path`, else the one whose target column the file has."""
+    for spec in SPECS.values():
+        if path.name in spec.candidate_files():
+            return spec
+    for spec in SPECS.values():
+        if spec.target in frame.columns:
+            return spec
+    return next(iter(SPECS.values()))  # check_columns then names what is missing
+
+
+def row_drops(spec: DatasetSpec, raw: pd.DataFrame) -> dict[str, int]:
+    """How many rows each cleaning rule drops, applied in DatasetSpec.clean's order."""
+    empty = raw.isna().all(axis=1)
+    rest = raw[~empty]
+    unlabeled = rest[spec.target].isna()
+    rest = rest[~unlabeled]
+    rest = rest.assign(**{spec.target: rest[spec.target].astype(str).str.strip()})
+    dupes = rest.duplicated(subset=list(spec.dedupe_on)) if spec.dedupe_on else pd.Series(False, index=rest.index)
+    dedupe = f"duplicate ({', '.join(spec.dedupe_on)}) rows" if spec.dedupe_on else "duplicate rows (no dedupe rule)"
+    return {
+        "rows in file": len(raw),
+        "all-empty rows (dropped)": int(empty.sum()),
+        f"rows without a {spec.target} label (dropped)": int(unlabeled.sum()),
+        f"{dedupe}" + (" (dropped)" if spec.dedupe_on else ""): int(dupes.sum()),
+        "rows kept for training": int(len(rest) - dupes.sum()),
+    }
+
+
+def column_table(spec: DatasetSpec, raw: pd.DataFrame) -> pd.DataFrame:
+    """Missing, unparseable and out-of-range values per feature column, counted on the non-empty rows."""
+    raw = raw[~raw.isna().all(axis=1)]
+    rows = []
+    for col in spec.features:
+        values = raw[col]
+        missing = int(values.isna().sum())
+        unparseable = out_of_range = 0
+        if col in spec.numeric:
+            parsed = pd.to_numeric(values, errors="coerce") if values.dtype != bool else values.astype(float)
+            unparseable = int((parsed.isna() & values.notna()).sum())
+            if col in spec.valid_ranges:
+                lo, hi = spec.valid_ranges[col]
+                out_of_range = int((parsed.notna() & ~parsed.between(lo, hi)).sum())
+            distinct = parsed.nunique()
+        else:
+            distinct = to_category(values).nunique()
+        kind = "numeric" if col in spec.numeric else "categorical"
+        rows.append((col, kind, missing, unparseable, out_of_range, missing + unparseable + out_of_range, distinct))
+    columns = ["column", "kind", "missing", "unparseable", "out of range", "imputed", "distinct"]
+    return pd.DataFrame(rows, columns=columns).set_index("column")
+
+
+def summary(spec: DatasetSpec, raw: pd.DataFrame) -> str:
+    """The whole report as text: row drops, per-column problems, genres, duplicate tracks."""
+    spec.check_columns(raw)
+    lines = [f"dataset: {spec.name}  columns: {len(raw.columns)} (all {len(spec.features) + 1} required present)"]
+    lines += [f"  {k:<48} {v:>9,}" for k, v in row_drops(spec, raw).items()]
+    lines += [
+        "",
+        "feature columns (non-empty rows; 'imputed' = missing after cleaning, filled with the train median",
+        "or the all-zero one-hot):",
+    ]
+    lines += [column_table(spec, raw).to_string()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clean = spec.clean(raw)
+    counts = clean[spec.target].value_counts().sort_index()
+    lines += ["", f"genres ({spec.target}): {len(counts)}, rows per genre min {counts.min():,} / max {counts.max():,}"]
+    per_line = 4
+    cells = [f"{name[:22]:<22} {n:>6,}" for name, n in counts.items()]
+    lines += ["  " + "   ".join(cells[i : i + per_line]) for i in range(0, len(cells), per_line)]
+    if spec.id_columns:
+        ids = clean[spec.id_columns[0]]
+        repeated = ids[ids.duplicated(keep=False) & ids.notna()]
+        lines += [
+            "",
+            f"duplicate tracks: {repeated.nunique():,} {spec.id_columns[0]} value(s) appear on "
+            f"{len(repeated):,} kept rows "
+            f"({ids.nunique():,} distinct ids in {len(ids):,} rows)",
+        ]
+        if len(repeated):
+            labels = clean.loc[repeated.index].groupby(spec.id_columns[0])[spec.target].nunique()
+            lines += [f"  of these, {int((labels > 1).sum()):,} carry more than one genre (same features, other label)"]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""`genre-torch prepare`: clean, split, fit and encode a dataset once, written as Parquet per split + JSON state.
+
+Two engines give the same result: pandas (the GenreDataModule path, in memory) and spark (pyspark,
+for data larger than one machine; see genre_torch/spark_engine.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genre_torch.data import GenreDataModule, find_data_file
+from genre_torch.datasets import SPECS, DatasetSpec, get_spec
+from genre_torch.errors import GenreTorchError
+from genre_torch.prepared import FORMAT, SPLITS, STATE_FILE, state_to_json
+
+ROW_GROUP_ROWS = 65536
+
+
+def features_table(row_id: np.ndarray, label: np.ndarray, x: np.ndarray) -> Any:
+    """A pyarrow table with the prepared columns row_id, label, features (list<float32>)."""
+    import pyarrow as pa
+
+    values = pa.array(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
+    features = pa.ListArray.from_arrays(pa.array(np.arange(0, x.size + 1, max(x.shape[1], 1), dtype=np.int32)), values)
+    return pa.table({"row_id": row_id.astype(np.int64), "label": label.astype(np.int64), "features": features})
+
+
+def prepare_pandas(spec: DatasetSpec, path: Path, out: Path, fractions: tuple[float, float], seed: int) -> dict:
+    """The GenreDataModule's own cleaning, split and Preprocessor, written as Parquet; returns the state."""
+    import pyarrow.parquet as pq
+
+    dm = GenreDataModule(spec.name, str(path), test_fraction=fractions[0], val_fraction=fractions[1], split_seed=seed)
+    dm.load()
+    for split in SPLITS:
+        x, y = dm.tensors[split]
+        (out / split).mkdir(parents=True)
+        table = features_table(dm.splits[split], y.numpy(), x.numpy())
+        pq.write_table(table, out / split / "part-00000.parquet", row_group_size=ROW_GROUP_ROWS)
+    return state_to_json(dm.preprocessor.state_dict())
+
+
+def prepare(
+    spec: DatasetSpec,
+    path: Path,
+    output: Path,
+    engine: str = "pandas",
+    fractions: tuple[float, float] = (0.2, 0.1),
+    seed: int = 42,
+    overwrite: bool = False,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write the prepared folder atomically (a temporary folder renamed at the end); return its JSON info."""
+    if output.exists() and not overwrite:
+        raise GenreTorchError(f"{output} exists; pass --overwrite to replace it or choose another --output")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        started = time.perf_counter()
+        if engine == "pandas":
+            state = prepare_pandas(spec, path, tmp, fractions, seed)
+        elif engine == "spark":
+            from genre_torch import spark_engine
+
+            state = spark_engine.prepare(spec, path, tmp, fractions, seed, master, conf)
+        else:
+            raise GenreTorchError(f"unknown engine {engine!r}; known: pandas, spark")
+        info = {
+            "format": FORMAT,
+            "dataset": spec.name,
+            "engine": engine,
+            "source": str(path),
+            "split": {"test_fraction": fractions[0], "val_fraction": fractions[1], "seed": seed},
+            "seconds": round(time.perf_counter() - started, 1),
+            "preprocessor": state,
+        }
+        (tmp / STATE_FILE).write_text(json.dumps(info, indent=1))
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `genre-torch prepare` argument parser."""
+    parser = argparse.ArgumentParser(prog="genre-torch prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=sorted(SPECS), required=True, help="dataset spec")
+    parser.add_argument("--engine", choices=["pandas", "spark"], default="pandas", help="default: pandas")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write (train/ val/ test/ + JSON)")
+    parser.add_argument("--path", "--data.path", dest="path", default=None, help="CSV (default: as training finds it)")
+    parser.add_argument("--spark-master", default=None, help="Spark master URL (default: $SPARK_MASTER or local[*])")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="canonical split: 0.2")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="canonical split: 0.1")
+    parser.add_argument("--split-seed", type=int, default=42, help="canonical split: 42")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    """Run `genre-torch prepare ...`."""
+    args = build_parser().parse_args(argv)
+    spec = get_spec(args.dataset)
+    path = find_data_file(spec, args.path)
+    conf = dict(item.split("=", 1) for item in args.spark_conf if "=" in item)
+    fractions = (args.test_fraction, args.val_fraction)
+    info = prepare(
+        spec, path, args.output, args.engine, fractions, args.split_seed, args.overwrite, args.spark_master, conf
+    )
+    state = info["preprocessor"]
+    width = len(state["numeric"]) + sum(len(v) for v in state["vocab"].values())
+    print(
+        f"{spec.name} ({args.engine}, {info['seconds']} s): {args.output}/{{train,val,test}} "
+        f"{len(state['classes'])} classes, {width} features; train with --data.path {args.output}"
+    )
