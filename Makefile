@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 CONFIG ?= configs/music_genre.yaml
-EXTRAS ?= dev,export,download,spark
+EXTRAS ?= dev,export,download,spark,tune
 
 .PHONY: install train test lint results clean
 
