@@ -157,7 +157,8 @@ def transform(spec: DatasetSpec, df: Any, state: dict[str, Any]) -> Any:
         df = df.withColumn(f"{c}#z", (F.coalesce(F.col(c), F.lit(m)) - F.lit(mu)) / F.lit(sd))
     cats = list(spec.categorical)
     idx = [f"{c}#i" for c in cats]
-    # index k (= unseen or missing) is the last category, which dropLast turns into the all-zero vector
+    # index k (unseen or missing) is "invalid" for an encoder told there are k categories: with
+    # handleInvalid="keep" it gets an extra last slot, which dropLast removes: the all-zero vector
     indexer = StringIndexerModel.from_arrays_of_labels(
         [state["vocab"][c] for c in cats], inputCols=cats, outputCols=idx, handleInvalid="keep"
     )
@@ -165,7 +166,7 @@ def transform(spec: DatasetSpec, df: Any, state: dict[str, Any]) -> Any:
         state["classes"], inputCol=spec.target, outputCol="label#d", handleInvalid="error"
     )
     df = labels.transform(indexer.transform(df))
-    sizes = [len(state["vocab"][c]) + 1 for c in cats]
+    sizes = [len(state["vocab"][c]) for c in cats]
     df = df.select(
         "*",
         *[
@@ -173,7 +174,9 @@ def transform(spec: DatasetSpec, df: Any, state: dict[str, Any]) -> Any:
             for i, k in zip(idx, sizes, strict=True)
         ],
     )
-    onehot = OneHotEncoder(inputCols=[f"{i}x" for i in idx], outputCols=[f"{c}#v" for c in cats], dropLast=True)
+    onehot = OneHotEncoder(
+        inputCols=[f"{i}x" for i in idx], outputCols=[f"{c}#v" for c in cats], dropLast=True, handleInvalid="keep"
+    )
     df = onehot.fit(df).transform(df)
     assembler = VectorAssembler(inputCols=[f"{c}#z" for c in spec.numeric] + [f"{c}#v" for c in cats], outputCol="v")
     df = assembler.transform(df)
