@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -67,6 +69,10 @@ def test_training_from_parquet_matches_training_from_csv(prepared, capsys) -> No
     assert len(acc) == 2 and acc[0] == acc[1] > 0.5
     for p, q in zip(from_csv.model.parameters(), from_parquet.model.parameters(), strict=True):
         assert torch.equal(p, q)
+    best = from_parquet.trainer.checkpoint_callback.best_model_path  # its checkpoint scores raw CSV rows
+    raw_csv = Path(os.environ["GENRE_TORCH_DATA_DIR"]) / "spotify_tracks.csv.gz"
+    main(["predict", "--ckpt_path", best, "--input", str(raw_csv), "--output", "scores.csv"])
+    assert len(pd.read_csv("scores.csv")) == len(pd.read_csv(raw_csv))
 
 
 def write_row_groups(tmp_path: Path, rows: int = 230, group: int = 40) -> tuple[list[Path], np.ndarray]:
