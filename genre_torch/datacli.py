@@ -10,6 +10,7 @@ from genre_torch import acquire
 from genre_torch.data import find_data_file, read_csv
 from genre_torch.datacheck import guess_spec, summary
 from genre_torch.datasets import SPECS, get_spec
+from genre_torch.errors import GenreTorchError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +43,11 @@ def main(argv: list[str]) -> None:
         print(f"{spec.name}: {path} (sha256 verified: {spec.sha256})")
         return
     if args.target in SPECS:
-        spec = get_spec(args.target)
-        path = find_data_file(spec)
+        path = find_data_file(get_spec(args.target))
+    elif Path(args.target).is_file():
+        path = Path(args.target)
     else:
-        path = find_data_file(get_spec(args.dataset or next(iter(SPECS))), args.target)
+        raise GenreTorchError(f"{args.target} is neither a dataset ({', '.join(SPECS)}) nor a file")
     raw = read_csv(path)
     spec = get_spec(args.dataset) if args.dataset else SPECS.get(args.target) or guess_spec(path, raw)
     print(f"file: {path}")
