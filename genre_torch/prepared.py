@@ -89,10 +89,11 @@ class PreparedData:
         return sum(self.num_rows(s) for s in SPLITS) * (4 * width + 16)
 
     def fits_in_memory(self, share: float = 0.5) -> bool:
-        """Whether the tensors take less than `share` of the memory that is free now."""
+        """Whether the tensors take less than `share` of the memory available now (MemAvailable on Linux)."""
         try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
+            meminfo = Path("/proc/meminfo").read_text()
+            free = int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+        except (OSError, IndexError, ValueError):
             return True
         return self.nbytes() < share * free
 

@@ -126,3 +126,10 @@ def test_fit_streams_from_parquet(prepared, capsys) -> None:
         ]
     )
     assert float(re.search(r"test accuracy: ([0-9.]+)", capsys.readouterr().out).group(1)) > 0.5
+
+
+def test_streams_by_itself_when_memory_is_short(prepared, monkeypatch) -> None:
+    monkeypatch.setattr(PreparedData, "fits_in_memory", lambda self, share=0.5: False)
+    assert GenreDataModule("spotify_tracks", path=str(prepared)).load().tensors == {}
+    assert GenreDataModule("spotify_tracks", path=str(prepared), stream=False).load().tensors != {}
+    assert 0 < PreparedData(prepared).nbytes() < 10**6
