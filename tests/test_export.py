@@ -12,7 +12,9 @@ import torch
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
-from genre_torch.export import raw_matrix
+from genre_torch.errors import GenreTorchError
+from genre_torch.export import ExportedModel, raw_matrix
+from genre_torch.module import CHECKPOINT_KEY
 from tests.trained import trained
 
 
@@ -86,3 +88,9 @@ def test_bad_input(capsys, tmp_path, monkeypatch) -> None:
     assert "does not exist" in fails(capsys, "--ckpt_path", ckpt, "--format", "onnx", "--output", "no/m.onnx")
     assert "required: --format" in fails(capsys, "--ckpt_path", ckpt, "--output", "m.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_text_metadata_features_are_refused() -> None:
+    state = torch.load(trained("music_genre").ckpt, weights_only=True)[CHECKPOINT_KEY]["preprocessor"]
+    with pytest.raises(GenreTorchError, match="cannot carry this checkpoint's meta features"):
+        ExportedModel(torch.nn.Identity(), {**state, "meta": {"artist_name": {"keys": ["a"]}}})
