@@ -1,7 +1,7 @@
 """Accuracy benchmark: dataset x feature set x model over seeds -> markdown table (test acc, macro-F1, seconds).
 
 python scripts/benchmark_accuracy.py [--datasets music_genre spotify_tracks] [--features audio audio+meta]
-    [--models hgb best] [--seeds 0 1 2] [--ensemble] [--split canonical|artist] [--quick]
+    [--models hgb best] [--seeds 0 1 2] [--ensemble] [--split canonical|artist] [--jobs 1] [--quick]
 
 Models: `hgb` is scikit-learn HistGradientBoosting on exactly the encoded features the networks see
 (early-stopped on the validation split); `mlp` is configs/<dataset>.yaml (the plain MLP); `best` is
@@ -9,26 +9,33 @@ configs/<dataset>_<audio|meta>_best.yaml; any other name is a config path. Netwo
 `genre-torch fit --config ... --seed_everything SEED --data.features F` (early stopping and checkpoint
 choice on validation only; the best checkpoint is tested once). --ensemble adds a row per network:
 the mean class probability of its seed checkpoints, scored once on test. --quick trains on a
-stratified sample of 3,000 rows for 2 epochs (CI smoke test; its numbers mean nothing).
+stratified sample of 3,000 rows for 2 epochs (CI smoke test; its numbers mean nothing). --jobs N
+trains N models at a time in worker processes, each single-threaded (train seconds then include the
+contention; compare them only within one table).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score
+from threadpoolctl import threadpool_limits
 
 from genre_torch.cli import run_cli
 from genre_torch.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.datasets import get_spec
 from genre_torch.module import GenreClassifier
+from genre_torch.preprocessing import Preprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,11 +84,17 @@ def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> d
 
 
 def ensemble(checkpoints: list[str], data: dict) -> tuple[float, float]:
-    """Mean class probability of several checkpoints on the test split."""
-    x, y = GenreDataModule(**data).load().tensors["test"]
+    """Mean class probability of several checkpoints on the test rows, each encoding raw rows with its own state."""
+    dm = GenreDataModule(dataset=data["dataset"], path=data["path"], split=data["split"]).load()
+    test = dm.frame.iloc[dm.splits["test"]]
+    probs = []
     with torch.no_grad():
-        probs = [GenreClassifier.load_from_checkpoint(c, map_location="cpu").eval()(x).softmax(-1) for c in checkpoints]
-    return scores(y.numpy(), torch.stack(probs).mean(0).argmax(1).numpy())
+        for path in checkpoints:
+            model = GenreClassifier.load_from_checkpoint(path, map_location="cpu").eval()
+            pre = Preprocessor.from_state_dict(model.preprocessor_state["preprocessor"])
+            probs.append(model(pre.transform(test)).softmax(-1))
+    y = pre.encode_labels(test[dm.spec.target]).numpy()
+    return scores(y, torch.stack(probs).mean(0).argmax(1).numpy())
 
 
 def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
@@ -93,6 +106,19 @@ def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
     path = f"{workdir}/{dataset}_quick.csv"
     sample.to_csv(path, index=False)
     return path
+
+
+def single_threaded() -> None:
+    """Worker initialiser: one thread per model (OpenMP spin-waits badly on a shared machine)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+
+
+def run_task(task: tuple) -> dict:
+    """Run one (model kind, ...) task; top-level so worker processes can pickle it."""
+    kind, *args = task
+    return run_hgb(*args) if kind == "hgb" else run_net(*args)
 
 
 def mean_std(values: list[float]) -> str:
@@ -110,33 +136,39 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--split", choices=["canonical", "artist"], default="canonical")
     parser.add_argument("--ensemble", action="store_true", help="add the seed ensemble of every network")
+    parser.add_argument("--jobs", type=int, default=1, help="models trained at a time (worker processes)")
     parser.add_argument("--quick", action="store_true", help="3,000-row sample, 2 epochs (CI)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
+        grid, tasks = [], []
         for dataset in args.datasets:
             path = quick_sample(dataset, workdir) if args.quick else None
             for features in args.features:
                 data = {"dataset": dataset, "features": features, "split": args.split, "path": path}
                 for model in args.models:
-                    if model == "hgb":  # deterministic below 10^5 training rows... and costly: one seed
-                        runs = [run_hgb({**data, "missing_indicators": True}, args.seeds[0], args.quick)]
+                    if model == "hgb":  # deterministic below 10^5 training rows, and costly: one seed
+                        todo = [("hgb", {**data, "missing_indicators": True}, args.seeds[0], args.quick)]
                         name = "HistGradientBoosting (1 seed)"
                     else:
                         config = config_for(model, dataset, features)
-                        runs = [run_net(config, data, s, workdir, args.quick) for s in args.seeds]
+                        todo = [("net", config, data, s, workdir, args.quick) for s in args.seeds]
                         name = f"{model} ({config.name})"
-                    acc, f1 = [r["acc"] for r in runs], [r["f1"] for r in runs]
-                    per_seed = ", ".join(f"{100 * a:.2f}" for a in acc)
-                    secs = statistics.mean(r["seconds"] for r in runs)
-                    cells = [dataset, features, name, mean_std(acc), mean_std(f1), per_seed, f"{secs:.0f}"]
-                    rows.append(cells)
-                    print("| " + " | ".join(cells) + " |", flush=True)
-                    if args.ensemble and model != "hgb":
-                        e_acc, e_f1 = ensemble([r["best"] for r in runs], data)
-                        cells = [dataset, features, f"{name}, {len(runs)}-seed ensemble"]
-                        rows.append([*cells, f"{100 * e_acc:.2f}", f"{100 * e_f1:.2f}", "-", "-"])
-                        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+                    grid.append((dataset, features, model, name, data, len(tasks), len(todo)))
+                    tasks += todo
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=single_threaded) as pool:
+            results = list(pool.map(run_task, tasks))
+        for dataset, features, model, name, data, first, count in grid:
+            runs = results[first : first + count]
+            acc, f1 = [r["acc"] for r in runs], [r["f1"] for r in runs]
+            per_seed = ", ".join(f"{100 * a:.2f}" for a in acc)
+            secs = statistics.mean(r["seconds"] for r in runs)
+            rows.append([dataset, features, name, mean_std(acc), mean_std(f1), per_seed, f"{secs:.0f}"])
+            if args.ensemble and model != "hgb":
+                e_acc, e_f1 = ensemble([r["best"] for r in runs], data)
+                cells = [dataset, features, f"{name}, {len(runs)}-seed ensemble"]
+                rows.append([*cells, f"{100 * e_acc:.2f}", f"{100 * e_f1:.2f}", "-", "-"])
     print(f"\nseeds {args.seeds}; split {args.split} (test 20 %, seed 42; validation 10 % of the rest)\n")
     print("| dataset | features | model | test accuracy % | macro-F1 % | per seed | train s |")
     print("|---|---|---|---|---|---|---|")
