@@ -116,9 +116,14 @@ def single_threaded() -> None:
 
 
 def run_task(task: tuple) -> dict:
-    """Run one (model kind, ...) task; top-level so worker processes can pickle it."""
+    """Run one (model kind, ...) task and print its result at once; top-level so workers can pickle it."""
     kind, *args = task
-    return run_hgb(*args) if kind == "hgb" else run_net(*args)
+    result = run_hgb(*args) if kind == "hgb" else run_net(*args)
+    data, seed = (args[0], args[1]) if kind == "hgb" else (args[1], args[2])
+    name = "hgb" if kind == "hgb" else args[0].name
+    line = f"RESULT {data['dataset']} {data['features']} {name} seed {seed}: test acc {result['acc']:.4f}"
+    print(f"{line} macro-F1 {result['f1']:.4f} seconds {result['seconds']:.0f}", flush=True)
+    return result
 
 
 def mean_std(values: list[float]) -> str:
@@ -152,7 +157,10 @@ def main() -> None:
                         name = "HistGradientBoosting (1 seed)"
                     else:
                         config = config_for(model, dataset, features)
-                        todo = [("net", config, data, s, workdir, args.quick) for s in args.seeds]
+                        todo = [
+                            ("net", config, data, s, f"{workdir}/{len(tasks) + i}", args.quick)
+                            for i, s in enumerate(args.seeds)
+                        ]
                         name = f"{model} ({config.name})"
                     grid.append((dataset, features, model, name, data, len(tasks), len(todo)))
                     tasks += todo
