@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -54,6 +55,15 @@ class GenreCLI(LightningCLI):
         )
         parser.add_argument("--runs_dir", type=str, default="runs", help="Folder of TensorBoard runs.")
         parser.add_argument("--checkpoints_dir", type=str, default="checkpoints", help="Folder of checkpoints.")
+        parser.add_argument(
+            "--num_threads", type=int | None, default=None, help="torch intra-op CPU threads (default: torch's)."
+        )
+
+    def before_instantiate_classes(self) -> None:
+        """Apply --num_threads before anything runs (tiny models train fastest on 1 thread per process)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("num_threads"):
+            torch.set_num_threads(config["num_threads"])
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Default to a TensorBoardLogger under runs/<dataset>/ and checkpoints in checkpoints/<dataset>/<version>/."""
@@ -97,12 +107,13 @@ def _resumed_version(ckpt_path: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def run_cli(args: list[str] | None = None) -> GenreCLI:
-    """Build and run the LightningCLI (args default to sys.argv)."""
+def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
+    """Build and run the LightningCLI (args default to sys.argv; run=False only builds model, data, trainer)."""
     return GenreCLI(
         GenreClassifier,
         GenreDataModule,
         args=args,
+        run=run,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": [TestReport()]},  # always on: the test report (genre_torch/report.py)
     )

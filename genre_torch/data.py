@@ -57,15 +57,14 @@ def split_indices(
     labels: np.ndarray, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> dict[str, np.ndarray]:
     """Canonical stratified split: test = test_fraction of all rows, val = val_fraction of the rest."""
-    names, counts = np.unique(labels, return_counts=True)
+    codes, names = pd.factorize(np.asarray(labels), sort=True)  # ints in sorted-name order: the same split, fast
+    counts = np.bincount(codes, minlength=len(names))
     if len(names) < 2:
         raise GenreTorchError(f"the target has {len(names)} class(es); training needs at least 2")
     smallest = int(counts.argmin())
     try:
-        rest, test = train_test_split(
-            np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
-        )
-        train, val = train_test_split(rest, test_size=val_fraction, stratify=labels[rest], random_state=seed)
+        rest, test = train_test_split(np.arange(len(codes)), test_size=test_fraction, stratify=codes, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction, stratify=codes[rest], random_state=seed)
     except ValueError:
         raise GenreTorchError(
             f"cannot make a stratified split: class {str(names[smallest])!r} has only {counts[smallest]} row(s); "

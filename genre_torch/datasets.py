@@ -91,7 +91,11 @@ def to_category(values: pd.Series) -> pd.Series:
             return text or np.nan
         return str(int(number)) if number.is_integer() else text
 
-    return values.astype(object).map(canon, na_action="ignore")
+    if values.dtype == object:  # mixed Python objects: canonicalise one by one (True and 1 must stay apart)
+        return values.astype(object).map(canon, na_action="ignore")
+    codes, uniques = pd.factorize(values)  # one dtype: canonicalise each distinct value once (fast on big files)
+    mapped = np.array([canon(v) for v in uniques.astype(object)] + [np.nan], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, name=values.name)  # code -1: missing
 
 
 MUSIC_GENRE = DatasetSpec(

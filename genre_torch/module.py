@@ -54,9 +54,8 @@ class GenreClassifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
         # training metrics are summed on the device and read once per epoch: no host sync per step
-        self.register_buffer("_train_loss", torch.zeros(()), persistent=False)
-        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self._train_rows = 0
+        # plain tensors, not buffers: DDP overwrites buffers with rank 0's at every forward (broadcast_buffers)
+        self._train_loss, self._train_correct, self._train_rows = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         self.preprocessor_state: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,18 +74,20 @@ class GenreClassifier(pl.LightningModule):
                 out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self.hparams.label_smoothing
             )
             logits = out.detach().mean(1)
-        with torch.no_grad():
-            self._train_loss += loss.detach() * len(y)
-            self._train_correct += (logits.argmax(1) == y).sum()
+        # in-place adds on detached values: nothing recorded for autograd, no host sync, no Module.__setattr__
+        self._train_loss.add_(loss.detach(), alpha=len(y))
+        self._train_correct.add_((logits.detach().argmax(1) == y).sum())
         self._train_rows += len(y)
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        rows = max(self._train_rows, 1)
-        self.log_dict({"train/loss": self._train_loss / rows, "train/acc": self._train_correct / rows}, sync_dist=True)
-        self._train_loss.zero_()
-        self._train_correct.zero_()
+    def on_train_epoch_start(self) -> None:
+        self._train_loss = torch.zeros((), device=self.device)
+        self._train_correct = torch.zeros((), dtype=torch.long, device=self.device)
         self._train_rows = 0
+
+    def on_train_epoch_end(self) -> None:
+        rows = max(self._train_rows, 1)  # the same on every rank (TensorBatches), so the mean over ranks is exact
+        self.log_dict({"train/loss": self._train_loss / rows, "train/acc": self._train_correct / rows}, sync_dist=True)
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> torch.Tensor:
         x, y = batch
@@ -119,7 +120,8 @@ class GenreClassifier(pl.LightningModule):
         if hp.optimizer not in ("adam", "adamw"):
             raise GenreTorchError(f"unknown optimizer {hp.optimizer!r}; known: adam, adamw")
         cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        fused = all(p.device.type in ("cpu", "cuda") for p in self.parameters())  # one kernel, not a loop per tensor
+        opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         if hp.scheduler is None:
             return opt
         steps = int(self.trainer.estimated_stepping_batches)

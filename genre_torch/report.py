@@ -54,12 +54,13 @@ class TestReport(Callback):
         topk = top_k_accuracies(logits.numpy(), labels.numpy())
         for k, value in topk.items():  # every rank logs the same gathered value
             pl_module.log(f"test/top{k}_acc", value)
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask, or rank 0 waits forever
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         datamodule = getattr(trainer, "datamodule", None)
         pre = getattr(datamodule, "preprocessor", None)
         classes = list(pre.classes) if pre is not None and pre.fitted else [str(i) for i in range(logits.shape[1])]
-        out_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        out_dir = Path(log_dir or trainer.default_root_dir)
         summary, figure = write_report(logits.numpy(), labels.numpy(), classes, out_dir)
         summary.update(dataset=getattr(getattr(datamodule, "spec", None), "name", None), checkpoint=trainer.ckpt_path)
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,200 @@
+"""Measurements behind scripts/bench_speed.py: plain loop vs Lightning epochs, inference, end-to-end fit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from genre_torch.cli import GenreCLI, run_cli
+from genre_torch.data import GenreDataModule, TensorBatches
+from genre_torch.module import GenreClassifier
+
+
+class EpochTimer(pl.Callback):
+    """Wall and CPU time of each training epoch: batches only ("train") and the whole epoch ("epoch")."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {k: [] for k in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu")}
+        self.start: tuple[float, float] | None = None
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        """(wall, process CPU) seconds."""
+        return time.perf_counter(), time.process_time()
+
+    def _close_epoch(self) -> None:
+        if self.start is not None:
+            wall, cpu = self.now()
+            self.times["epoch_wall"].append(wall - self.start[0])
+            self.times["epoch_cpu"].append(cpu - self.start[1])
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close_epoch()  # an epoch ends where the next one starts: validation, checkpoints, logging included
+        self.start = self.last = self.now()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.strategy.root_device.type == "cuda" and args[-1] == trainer.num_training_batches - 1:
+            torch.cuda.synchronize()  # the epoch's queued GPU work is part of its time
+        self.last = self.now()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.start is not None:
+            self.times["train_wall"].append(self.last[0] - self.start[0])
+            self.times["train_cpu"].append(self.last[1] - self.start[1])
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close_epoch()
+
+
+def build_cli(config: str, batch_size: int, epochs: int, workdir: Path, extra: list[str] = ()) -> GenreCLI:
+    """The model, data module and trainer `genre-torch fit` builds, not yet run, writing under workdir."""
+    return run_cli(
+        [
+            *extra,
+            *("--config", config, "--data.batch_size", str(batch_size), "--trainer.max_epochs", str(epochs)),
+            *("--trainer.enable_progress_bar", "false", "--early_stopping.patience", "100000"),
+            *("--runs_dir", str(workdir / "runs"), "--checkpoints_dir", str(workdir / "checkpoints")),
+            *("--num_threads", str(torch.get_num_threads())),
+        ],
+        run=False,
+    )
+
+
+def plain_loop(
+    model: GenreClassifier, dm: GenreDataModule, epochs: int, device: str = "cpu", bf16: bool = False
+) -> dict[str, list[float]]:
+    """A hand-written loop on a copy of the model: same optimiser, batches, loss; plus a validation pass."""
+    net = copy.deepcopy(model.backbone).to(device).train()
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    opt = type(opt)(net.parameters(), **opt.defaults)  # the same optimiser class and settings, on the copy
+    smoothing = model.hparams.label_smoothing
+    x, y = (t.to(device) for t in dm.tensors["train"])
+    xv, yv = (t.to(device) for t in dm.tensors["val"])
+    times: dict[str, list[float]] = {k: [] for k in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu")}
+    batches = TensorBatches(x, y, dm.batch_size, True, dm.shuffle_seed)
+    autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+    for epoch in range(epochs):
+        batches.set_epoch(epoch)
+        start = EpochTimer.now()
+        for xb, yb in batches:
+            with autocast:
+                loss = F.cross_entropy(net(xb), yb, label_smoothing=smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync()
+        train = EpochTimer.now()
+        net.eval()
+        with torch.no_grad(), autocast:
+            correct = sum(int((net(xb).argmax(1) == yb).sum()) for xb, yb in TensorBatches(xv, yv, dm.eval_batch_size))
+        net.train()
+        end = EpochTimer.now()
+        assert 0 <= correct <= len(yv)
+        times["train_wall"].append(train[0] - start[0])
+        times["train_cpu"].append(train[1] - start[1])
+        times["epoch_wall"].append(end[0] - start[0])
+        times["epoch_cpu"].append(end[1] - start[1])
+    return {**times, "rows": [len(x)], "steps": [len(batches)]}
+
+
+def compare(
+    config: str, batch_size: int, epochs: int, workdir: Path, gpu_precision: str | None = None
+) -> tuple[dict, dict, GenreCLI]:
+    """One round: the plain loop, then Lightning fit, from the same initial weights and tensors (GPU if asked)."""
+    gpu = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", gpu_precision]
+    cli = build_cli(config, batch_size, epochs, workdir, gpu if gpu_precision else [])
+    cli.datamodule.setup("fit")
+    bf16 = gpu_precision == "bf16-mixed"
+    plain = plain_loop(cli.model, cli.datamodule, epochs, "cuda" if gpu_precision else "cpu", bf16)
+    timer = EpochTimer()
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    x, _ = cli.datamodule.tensors["train"]
+    return plain, {**timer.times, "rows": [len(x)], "steps": [cli.trainer.num_training_batches]}, cli
+
+
+@torch.inference_mode()
+def inference(cli: GenreCLI, repeats: int = 5) -> dict[str, float]:
+    """Rows/s of the trained model on every encoded row: batches of 4096, one full batch, and Predictor.predict."""
+    from genre_torch.predict import Predictor
+
+    model, dm = cli.model.eval(), cli.datamodule
+    device = next(model.parameters()).device
+    x = torch.cat([dm.tensors[k][0] for k in ("train", "val", "test")]).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    out: dict[str, float] = {}
+    for name, bs in (("model batch 4096", 4096), ("model full batch", len(x))):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(x), bs):
+                model(x[i : i + bs]).softmax(-1)
+            sync()
+            best = min(best, time.perf_counter() - start)
+        out[name] = len(x) / best
+    if device.type != "cpu":
+        return out
+    start = time.perf_counter()
+    Predictor(model, dm.preprocessor, dm.spec).predict(dm.frame)
+    out["Predictor.predict (clean + encode + score + top-3)"] = len(dm.frame) / (time.perf_counter() - start)
+    return out
+
+
+def _run(cmd: list[str], cwd: Path) -> tuple[str, float, float]:
+    """Run a command; (stdout, wall seconds, peak RSS MiB of that child alone)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    out_file = cwd / "stdout.txt"
+    start = time.perf_counter()
+    with open(out_file, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = out_file.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{text}")
+    return text, wall, usage.ru_maxrss / 1024
+
+
+STARTUP = """
+import json, sys, time, yaml
+start = time.perf_counter()
+import genre_torch.cli
+imported = time.perf_counter()
+from genre_torch.data import GenreDataModule
+GenreDataModule(**yaml.safe_load(open(sys.argv[1]))["data"]).load()
+print(json.dumps({"import_s": imported - start, "load_s": time.perf_counter() - imported}))
+"""
+
+
+def end_to_end(config: str, workdir: Path, quick: bool = False) -> dict[str, Any]:
+    """Wall time of `genre-torch fit --config CONFIG` to early stop incl. test, and its startup on its own."""
+    exe = Path(sys.executable).with_name("genre-torch")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "genre_torch.cli"]
+    args = ["fit", "--config", str(Path(config).resolve())] + (["--trainer.max_epochs", "2"] if quick else [])
+    text, wall, rss = _run(cmd + args, workdir)
+    acc = re.search(r"test accuracy: ([0-9.]+)", text)
+    last = next(workdir.glob("checkpoints/*/version_*/last.ckpt"))
+    epochs = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
+    startup, _, _ = _run([sys.executable, "-c", STARTUP, str(Path(config).resolve())], workdir / "startup")
+    return {
+        "command": " ".join(["genre-torch", *args]),
+        "wall_s": wall,
+        "epochs": epochs,
+        "test_accuracy": float(acc.group(1)) if acc else None,
+        "peak_rss_mib": rss,
+        **json.loads(startup.strip().splitlines()[-1]),
+    }

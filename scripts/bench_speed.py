@@ -1,0 +1,185 @@
+"""Speed benchmark: a plain PyTorch loop vs GenreClassifier + Trainer on the same in-memory tensors.
+
+    python scripts/bench_speed.py                       # music_genre: batch = config default, 256, 1024, 4096
+    python scripts/bench_speed.py --config configs/spotify_tracks.yaml --batch_sizes 512 16384
+    python scripts/bench_speed.py --quick --json out.json   # CI smoke run (tests never assert on timings)
+
+Per batch size, rounds of [plain loop, Lightning fit] run back to back in this process on the same
+tensors, model, optimiser (GenreClassifier.configure_optimizers), shuffle and thread count; the first
+epoch of each block is warm-up, the table shows medians of the rest. "train" times the training batches
+only (Lightning: first batch start to last batch end, every hook included); "epoch" adds the validation
+pass (Lightning: also checkpointing, early stopping and TensorBoard logging). The Lightning trainer is
+the one `genre-torch fit` builds (GenreCLI with the same config), progress bar off as in non-interactive
+runs. CPU time (process_time) is reported beside wall time: on a shared machine it is the steadier one.
+Then: end-to-end `genre-torch fit` in a subprocess (to early stop, incl. test) with its startup
+(import + data load + preprocessing) measured in its own subprocess, inference rows/s, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from genre_torch.speed import compare, end_to_end, inference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line of the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(ROOT / "configs" / "music_genre.yaml"), help="dataset config")
+    p.add_argument("--batch_sizes", type=int, nargs="+", help="default: the config's, 256, 1024, 4096")
+    p.add_argument("--epochs", type=int, default=5, help="measured epochs per block (plus 1 warm-up)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating [plain, Lightning] blocks per batch size")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides; 0 = torch default)")
+    p.add_argument("--no_e2e", action="store_true", help="skip the end-to-end `genre-torch fit` run")
+    p.add_argument("--gpu_config", default=str(ROOT / "configs" / "spotify_tracks.yaml"), help="GPU rows (if CUDA)")
+    p.add_argument("--gpu_batch_sizes", type=int, nargs="+", default=[4096, 16384])
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 round of 2 epochs, default batch only")
+    p.add_argument("--json", help="also write the results as JSON to this file ('-' for stdout)")
+    return p.parse_args(argv)
+
+
+def median(values: list[float]) -> float:
+    """Median of a non-empty list."""
+    return statistics.median(values)
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size in MiB (Linux reports KiB)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def training_rows(
+    config: str, batch_sizes: list[int], args: argparse.Namespace, workdir: Path, gpu_precision: str | None = None
+) -> tuple[list, Any]:
+    """Plain loop vs Lightning per batch size: one dict per batch size, and the last trained CLI."""
+    rows, cli = [], None
+    for bs in batch_sizes:
+        plain: dict[str, list[float]] = {}
+        light: dict[str, list[float]] = {}
+        for r in range(args.rounds):
+            p, lt, cli = compare(config, bs, args.epochs + 1, workdir / f"{gpu_precision}bs{bs}_r{r}", gpu_precision)
+            for key, values in p.items():
+                plain.setdefault(key, []).extend(values[1:] if key not in ("rows", "steps") else values)
+            for key, values in lt.items():
+                light.setdefault(key, []).extend(values[1:] if key not in ("rows", "steps") else values)
+        n = plain.pop("rows")[0]
+        light.pop("rows")
+        row = {"batch_size": bs, "train_rows": int(n), "steps": int(plain.pop("steps")[0]), "precision": gpu_precision}
+        light.pop("steps")
+        for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
+            row[f"plain_{key}"], row[f"lightning_{key}"] = median(plain[key]), median(light[key])
+            row[f"ratio_{key}"] = row[f"lightning_{key}"] / row[f"plain_{key}"]
+        row["plain_rows_per_s"] = n / row["plain_train_wall"]
+        row["lightning_rows_per_s"] = n / row["lightning_train_wall"]
+        row["overhead_ms_per_step_cpu"] = 1000 * (row["lightning_train_cpu"] - row["plain_train_cpu"]) / row["steps"]
+        rows.append(row)
+        print_training([row])
+    return rows, cli
+
+
+COLUMNS = [  # (header, key, format spec); a column is as wide as its header
+    ("batch", "batch_size", "d"),
+    ("steps", "steps", "d"),
+    ("plain rows/s", "plain_rows_per_s", ",.0f"),
+    ("Light rows/s", "lightning_rows_per_s", ",.0f"),
+    ("plain s", "plain_train_wall", ".3f"),
+    ("Light s", "lightning_train_wall", ".3f"),
+    ("ratio", "ratio_train_wall", ".3f"),
+    ("CPU ratio", "ratio_train_cpu", ".3f"),
+    ("epoch ratio", "ratio_epoch_wall", ".3f"),
+    ("epoch CPU ratio", "ratio_epoch_cpu", ".3f"),
+    ("ms/step", "overhead_ms_per_step_cpu", ".2f"),
+]
+
+
+def print_header() -> None:
+    """Column names of the training table."""
+    print(" ".join(f"{h:>{max(len(h), 7)}}" for h, _, _ in COLUMNS))
+
+
+def print_training(rows: list[dict]) -> None:
+    """One table line per batch size."""
+    for r in rows:
+        print(" ".join(f"{r[key]:>{max(len(h), 7)}{spec}}" for h, key, spec in COLUMNS), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every part and print the tables."""
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore")  # data-cleaning and Lightning notices would break up the tables
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default_bs = int(yaml.safe_load(Path(args.config).read_text())["data"]["batch_size"])
+    batch_sizes = args.batch_sizes or list(dict.fromkeys([default_bs, 256, 1024, 4096]))
+    if args.quick:
+        args.epochs, args.rounds, batch_sizes = 2, 1, args.batch_sizes or [default_bs]
+    result: dict = {
+        "config": args.config,
+        "default_batch_size": default_bs,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
+    print(f"{args.config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    print(f"CPU training: medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
+    print("s = train seconds per epoch (wall); ratio = Lightning / plain; ms/step = Lightning overhead in CPU ms")
+    print_header()
+    with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
+        workdir = Path(tmp)
+        result["cpu_training"], cli = training_rows(args.config, batch_sizes, args, workdir)
+        if torch.cuda.is_available():  # GPU rows only where there is one
+            print(f"GPU {torch.cuda.get_device_name()}: {args.gpu_config}, data resident on the device")
+            result["gpu_training"] = []
+            for precision in ("32-true", "bf16-mixed"):
+                print(f"precision {precision}")
+                print_header()
+                rows, gpu_cli = training_rows(args.gpu_config, args.gpu_batch_sizes, args, workdir, precision)
+                result["gpu_training"] += rows
+            result["gpu_inference"] = inference(gpu_cli, repeats=1 if args.quick else 5)
+            for name, value in result["gpu_inference"].items():
+                print(f"GPU inference {name} (fp32): {value:,.0f} rows/s")
+        result["inference"] = inference(cli, repeats=1 if args.quick else 5)
+        for name, value in result["inference"].items():
+            print(f"inference {name}: {value:,.0f} rows/s")
+        result["peak_rss_mib_bench"] = peak_rss_mib()
+        if not args.no_e2e:
+            e2e = end_to_end(args.config, workdir / "e2e", quick=args.quick)
+            result["end_to_end"] = e2e
+            print(
+                f"end to end `genre-torch fit --config {Path(args.config).name}`: {e2e['wall_s']:.1f} s wall, "
+                f"{e2e['epochs']} epochs, test accuracy {e2e['test_accuracy']}, peak RSS {e2e['peak_rss_mib']:.0f} MiB"
+            )
+            print(
+                f"startup (own subprocess): import {e2e['import_s']:.2f} s + data load and preprocessing "
+                f"{e2e['load_s']:.2f} s = {e2e['import_s'] + e2e['load_s']:.2f} s"
+            )
+    result["load_average_end"] = os.getloadavg()
+    print(f"peak RSS of this benchmark process: {result['peak_rss_mib_bench']:.0f} MiB; load {os.getloadavg()}")
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

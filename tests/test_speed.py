@@ -1,0 +1,68 @@
+"""Smoke tests of the speed and memory benchmarks on tiny synthetic data (never on timings) and --num_threads."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+
+from genre_torch.cli import run_cli
+from genre_torch.data import GenreDataModule
+from genre_torch.speed import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "music_genre.yaml")
+
+
+def script_main(name: str):
+    """The main() of a script in scripts/."""
+    return runpy.run_path(str(ROOT / "scripts" / name))["main"]
+
+
+def test_plain_loop_and_lightning_see_the_same_rows_and_start_equal(data_env: Path, tmp_path: Path) -> None:
+    plain, light, cli = compare(CONFIG, 64, 2, tmp_path)
+    train_rows = len(GenreDataModule("music_genre").load().tensors["train"][0])
+    assert plain["rows"] == light["rows"] == [train_rows]
+    assert plain["steps"] == light["steps"] == [cli.trainer.num_training_batches]
+    for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
+        assert len(plain[key]) == len(light[key]) == 2 and min(plain[key] + light[key]) > 0
+    assert cli.trainer.current_epoch == 2
+
+
+@pytest.mark.slow
+def test_bench_speed_quick_writes_every_part(data_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    script_main("bench_speed.py")(["--quick", "--config", CONFIG, "--json", str(out)])
+    result = json.loads(out.read_text())
+    (row,) = result["cpu_training"]
+    assert row["batch_size"] == result["default_batch_size"] == 512
+    assert row["ratio_train_wall"] > 0 and row["plain_rows_per_s"] > 0 and row["lightning_rows_per_s"] > 0
+    assert set(result["inference"]) >= {"model batch 4096", "model full batch"}
+    e2e = result["end_to_end"]
+    assert e2e["epochs"] == 2 and 0.25 < e2e["test_accuracy"] <= 1  # 4 synthetic genres
+    assert e2e["import_s"] > 0 and e2e["load_s"] > 0 and e2e["peak_rss_mib"] > 0
+    assert ("gpu_training" in result) == torch.cuda.is_available()
+
+
+@pytest.mark.slow
+def test_memory_check_scaled_down(tmp_path: Path) -> None:
+    """The code path of the 10M-row check (scripts/bench_memory.py) on 30,000 rows."""
+    out = tmp_path / "memory.json"
+    script_main("bench_memory.py")(["--rows", "30000", "--batch_size", "256", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["train_rows"] == 21600 and result["features"] == 11 + 2 + 12 + 2 + 3
+    assert result["val_acc"] > 3 / 114  # it learned something: chance is 1/114
+    assert 0 < result["peak_rss_gib"] < result["limit_gib"]
+
+
+def test_num_threads_option(data_env: Path) -> None:
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    try:
+        run_cli(["--config", CONFIG, "--num_threads", str(wanted)], run=False)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
