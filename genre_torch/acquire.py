@@ -75,6 +75,8 @@ def download_url(spec: DatasetSpec, url: str, dest: Path, retries: int = 2, prog
     try:
         return Path(fetcher.fetch(fname, progressbar=progress))
     except ValueError as e:  # pooch's hash mismatch; the temporary file is already deleted
+        if "hash" not in str(e):
+            raise GenreTorchError(f"{spec.name}: {' '.join(str(e).split())}") from None
         got = str(e).split("(", 1)[-1].split(")", 1)[0]
         raise GenreTorchError(
             f"{spec.name}: the file from {url} failed verification (sha256 {got}, expected {spec.sha256}); "
