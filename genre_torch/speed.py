@@ -153,8 +153,8 @@ def inference(cli: GenreCLI, repeats: int = 5) -> dict[str, float]:
     return out
 
 
-def _run(cmd: list[str], cwd: Path) -> tuple[str, float, float]:
-    """Run a command; (stdout, wall seconds, peak RSS MiB of that child alone)."""
+def _run(cmd: list[str], cwd: Path) -> tuple[str, float, float, float]:
+    """Run a command; (stdout, wall seconds, peak RSS MiB, CPU seconds) of that child alone."""
     cwd.mkdir(parents=True, exist_ok=True)
     out_file = cwd / "stdout.txt"
     start = time.perf_counter()
@@ -166,7 +166,7 @@ def _run(cmd: list[str], cwd: Path) -> tuple[str, float, float]:
     text = out_file.read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{text}")
-    return text, wall, usage.ru_maxrss / 1024
+    return text, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 STARTUP = """
@@ -185,14 +185,15 @@ def end_to_end(config: str, workdir: Path, quick: bool = False) -> dict[str, Any
     exe = Path(sys.executable).with_name("genre-torch")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "genre_torch.cli"]
     args = ["fit", "--config", str(Path(config).resolve())] + (["--trainer.max_epochs", "2"] if quick else [])
-    text, wall, rss = _run(cmd + args, workdir)
+    text, wall, rss, cpu = _run(cmd + args, workdir)
     acc = re.search(r"test accuracy: ([0-9.]+)", text)
     last = next(workdir.glob("checkpoints/*/version_*/last.ckpt"))
     epochs = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
-    startup, _, _ = _run([sys.executable, "-c", STARTUP, str(Path(config).resolve())], workdir / "startup")
+    startup, *_ = _run([sys.executable, "-c", STARTUP, str(Path(config).resolve())], workdir / "startup")
     return {
         "command": " ".join(["genre-torch", *args]),
         "wall_s": wall,
+        "cpu_s": cpu,
         "epochs": epochs,
         "test_accuracy": float(acc.group(1)) if acc else None,
         "peak_rss_mib": rss,

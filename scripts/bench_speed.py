@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
             e2e = end_to_end(args.config, workdir / "e2e", quick=args.quick)
             result["end_to_end"] = e2e
             print(
-                f"end to end `genre-torch fit --config {Path(args.config).name}`: {e2e['wall_s']:.1f} s wall, "
+                f"end to end `genre-torch fit --config {Path(args.config).name}`: {e2e['wall_s']:.1f} s wall "
+                f"({e2e['cpu_s']:.1f} s CPU), "
                 f"{e2e['epochs']} epochs, test accuracy {e2e['test_accuracy']}, peak RSS {e2e['peak_rss_mib']:.0f} MiB"
             )
             print(
