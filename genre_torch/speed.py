@@ -61,11 +61,11 @@ def build_cli(config: str, batch_size: int, epochs: int, workdir: Path, extra: l
     """The model, data module and trainer `genre-torch fit` builds, not yet run, writing under workdir."""
     return run_cli(
         [
-            *extra,
             *("--config", config, "--data.batch_size", str(batch_size), "--trainer.max_epochs", str(epochs)),
             *("--trainer.enable_progress_bar", "false", "--early_stopping.patience", "100000"),
             *("--runs_dir", str(workdir / "runs"), "--checkpoints_dir", str(workdir / "checkpoints")),
             *("--num_threads", str(torch.get_num_threads())),
+            *extra,  # after --config, so that the config cannot override them
         ],
         run=False,
     )
