@@ -30,7 +30,8 @@ def test_fit_then_test_through_main(data_env, capsys, dataset: str) -> None:
     best = Path(re.search(r"best checkpoint: (\S+)", out).group(1))
     assert best.parent == Path("checkpoints") / dataset / "version_0" and (best.parent / "last.ckpt").is_file()
     events = EventAccumulator(str(Path("runs") / dataset / "version_0")).Reload()
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"} <= set(events.Tags()["scalars"])
+    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"}
+    assert expected <= set(events.Tags()["scalars"])
     assert len(events.Scalars("val/loss")) == 3 + 1  # one point per epoch, plus the validation of the best model
     assert "tensorboard --logdir runs/" + dataset in out
     cli = run_cli(["test", "--config", str(CONFIGS / f"{dataset}.yaml"), "--ckpt_path", str(best)])
