@@ -56,7 +56,10 @@ def sklearn_models(quick: bool, seed: int, num_classes: int) -> dict[str, tuple[
             f"RandomForest ({trees} trees, min_samples_leaf=2)",
             RandomForestClassifier(n_estimators=trees, min_samples_leaf=2, random_state=seed),
         ),
-        "hgb": (f"HistGradientBoosting (lr 0.1, l2 1, 31 leaves, <= {rounds} rounds)", hgb.set_params(random_state=seed)),
+        "hgb": (
+            f"HistGradientBoosting (lr 0.1, l2 1, 31 leaves, <= {rounds} rounds)",
+            hgb.set_params(random_state=seed),
+        ),
     }
 
 
