@@ -42,7 +42,8 @@ def prepare_pandas(spec: DatasetSpec, path: Path, out: Path, fractions: tuple[fl
     for split in SPLITS:
         x, y = dm.tensors[split]
         (out / split).mkdir(parents=True)
-        table = features_table(dm.splits[split], y.numpy(), x.numpy())
+        order = np.random.default_rng(seed).permutation(len(y))  # random row order: row groups mix the genres
+        table = features_table(dm.splits[split][order], y.numpy()[order], x.numpy()[order])
         pq.write_table(table, out / split / "part-00000.parquet", row_group_size=ROW_GROUP_ROWS)
     return state_to_json(dm.preprocessor.state_dict())
 

@@ -198,6 +198,8 @@ def prepare(
     conf: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Clean, split, fit on train, encode and write out/{train,val,test} as Parquet; return the fitted state."""
+    from pyspark.sql import functions as F
+
     spark = session(master, conf)
     raw = read_raw(spark, path.resolve())
     missing = [c for c in (*spec.features, spec.target, *spec.dedupe_on) if c not in raw.columns]
@@ -205,7 +207,10 @@ def prepare(
         raise GenreTorchError(f"{spec.name}: the CSV lacks required column(s) {', '.join(dict.fromkeys(missing))}")
     df = assign_splits(spark, spec, clean(spec, raw), fractions, seed).cache()
     state = fit(spec, df.filter(df.split == "train"))
-    encoded = transform(spec, df, state).sortWithinPartitions("split", "row_id")
+    # rows are stored in a hashed (random, reproducible) order, so that every row group mixes the genres
+    # of a file sorted by genre and a streamed batch looks like a shuffled one (streaming.py)
+    mixed = F.xxhash64("row_id")
+    encoded = transform(spec, df, state).repartition(mixed).sortWithinPartitions("split", mixed)
     encoded.write.partitionBy("split").parquet(str(out.resolve() / "parts"))  # one job writes all splits
     for name in SPLITS:
         (out / "parts" / f"split={name}").rename(out / name)

@@ -16,7 +16,8 @@ class ParquetBatches:
     """Batches streamed from Parquet row groups; holds one row group and one batch block in memory at a time.
 
     Shuffling is by block, not global: each epoch visits the row groups in a random order and permutes
-    the rows inside each one (seeded by seed + epoch, like TensorBatches). Under DDP every rank reads
+    the rows inside each one (seeded by seed + epoch, like TensorBatches). This relies on `prepare`
+    storing rows in a random order, so that a row group is a mix of all genres. Under DDP every rank reads
     the same stream and keeps every world_size-th row of each block of batch_size * world_size rows,
     so all ranks yield the same number of batches and every row is used once per epoch.
     """

@@ -40,6 +40,8 @@ def test_prepared_folder_holds_exactly_the_datamodule_tensors(prepared, capsys) 
     a, b = dm.preprocessor.state_dict(), csv.preprocessor.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in ("median", "mean", "std")) and a["vocab"] == b["vocab"]
     assert compare(prepared, prepared)["max_abs_diff"] == 0.0
+    stored = pq.read_table(split_files(prepared, "train")[0], columns=["row_id"]).column("row_id").to_numpy()
+    assert sorted(stored) == list(dm.splits["train"]) and (np.diff(stored) < 0).any()  # random order on disk
 
 
 def test_prepare_refuses_to_overwrite_and_leaves_nothing_half_written(prepared, capsys) -> None:
