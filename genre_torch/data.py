@@ -54,10 +54,11 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def split_indices(
-    labels: np.ndarray, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+    labels: np.ndarray | pd.Series, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> dict[str, np.ndarray]:
     """Canonical stratified split: test = test_fraction of all rows, val = val_fraction of the rest."""
-    codes, names = pd.factorize(np.asarray(labels), sort=True)  # ints in sorted-name order: the same split, fast
+    labels = labels if isinstance(labels, pd.Series) else np.asarray(labels)  # a Series of Arrow strings stays one
+    codes, names = pd.factorize(labels, sort=True)  # ints in sorted-name order: the same split, fast
     counts = np.bincount(codes, minlength=len(names))
     if len(names) < 2:
         raise GenreTorchError(f"the target has {len(names)} class(es); training needs at least 2")
@@ -190,21 +191,22 @@ class GenreDataModule(pl.LightningDataModule):
         if is_prepared(self.path):
             return load_prepared(self)
         frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
-        labels = frame[self.spec.target].to_numpy()
+        labels = frame[self.spec.target]
         if self.split == "artist":
-            groups = frame[next(iter(self.spec.meta))]
+            groups, labels = frame[next(iter(self.spec.meta))], labels.to_numpy()
             self.splits = group_split_indices(labels, groups, self.test_fraction, self.val_fraction, self.split_seed)
         else:
             self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
-        train = frame.iloc[self.splits["train"]]
-        train_x = self.preprocessor.fit_transform(train, train[self.spec.target], seed=self.split_seed)
+        pre, target = self.preprocessor, self.spec.target
+        used = dict.fromkeys([*pre.numeric, *pre.categorical, *pre.meta, target])  # copy only these per split
+        columns = [i for i, c in enumerate(frame.columns) if c in used]
+        train = frame.iloc[self.splits["train"], columns]
+        train_x = pre.fit_transform(train, train[target], seed=self.split_seed)
+        del train  # encoded: not kept while the other splits are encoded
         self.frame = frame
         for name, idx in self.splits.items():
-            part = frame.iloc[idx]
-            self.tensors[name] = (
-                train_x if name == "train" else self.preprocessor.transform(part),
-                self.preprocessor.encode_labels(part[self.spec.target]),
-            )
+            x = train_x if name == "train" else pre.transform(frame.iloc[idx, columns])
+            self.tensors[name] = (x, pre.encode_labels(frame[target].iloc[idx]))
         return self
 
     @property

@@ -11,6 +11,8 @@ import torch
 from genre_torch.errors import GenreTorchError
 from genre_torch.meta import TargetEncoder
 
+CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
+
 
 class Preprocessor:
     """Turns clean feature columns into a float32 matrix and genre names into class indices.
@@ -66,19 +68,21 @@ class Preprocessor:
 
     def fit(self, df: pd.DataFrame, labels: pd.Series) -> Preprocessor:
         """Fit all state on training rows only."""
-        values = df[self.numeric].to_numpy(np.float64)
+        values = np.asfortranarray(df[self.numeric].to_numpy(np.float64, copy=True))  # one column-major copy
         median = np.nanmedian(values, axis=0) if len(values) else np.zeros(len(self.numeric))
         median = np.where(np.isnan(median), 0.0, median)  # a column that is all missing in training
-        filled = np.where(np.isnan(values), median, values)
-        std = filled.std(axis=0)
+        missing = np.isnan(values)
+        gaps = missing.any(0)
+        np.copyto(values, median, where=missing)  # filled in place; column by column below: no full-size temporaries
+        del missing
+        columns = [values[:, j] for j in range(values.shape[1])]
+        std = np.array([col.std() for col in columns])
         self.median = torch.tensor(median, dtype=torch.float64)
-        self.mean = torch.tensor(filled.mean(axis=0), dtype=torch.float64)
+        self.mean = torch.tensor(np.array([col.mean() for col in columns]), dtype=torch.float64)
         self.std = torch.tensor(np.where(std > 0, std, 1.0), dtype=torch.float64)
         self.vocab = {c: sorted(df[c].dropna().unique().tolist()) for c in self.categorical}
         self.classes = sorted(labels.unique().tolist())
-        self.indicators = [
-            c for c, gap in zip(self.numeric, np.isnan(values).any(0), strict=True) if gap and self.missing_indicators
-        ]
+        self.indicators = [c for c, gap in zip(self.numeric, gaps, strict=True) if gap and self.missing_indicators]
         self._check_meta(df)
         codes = self.encode_labels(labels).numpy()
         self.encoders = {
@@ -90,10 +94,14 @@ class Preprocessor:
     def fit_transform(self, df: pd.DataFrame, labels: pd.Series, seed: int = 0) -> torch.Tensor:
         """Fit on training rows and encode them; metadata columns get an out-of-fold encoding."""
         self.fit(df, labels)
-        x = self._encode(df, meta=False)
+        x = self._encode(df, meta=False, width=self.num_features)  # metadata columns filled in below
         codes = self.encode_labels(labels).numpy()
-        oof = [e.fit_transform_oof(df[c], codes, len(self.classes), self.folds, seed) for c, e in self.encoders.items()]
-        return torch.cat([x, *oof], dim=1)
+        start = x.shape[1] - sum(e.num_classes + 1 for e in self.encoders.values())
+        for c, e in self.encoders.items():
+            oof = e.fit_transform_oof(df[c], codes, len(self.classes), self.folds, seed)
+            x[:, start : start + oof.shape[1]] = oof
+            start += oof.shape[1]
+        return x
 
     def _check_meta(self, df: pd.DataFrame) -> None:
         missing = [c for c in self.meta if c not in df.columns]
@@ -104,7 +112,17 @@ class Preprocessor:
         """Encode clean feature columns into a float32 matrix of shape (rows, num_features)."""
         return self._encode(df, meta=True)
 
-    def _encode(self, df: pd.DataFrame, meta: bool) -> torch.Tensor:
+    def _encode(self, df: pd.DataFrame, meta: bool, width: int | None = None) -> torch.Tensor:
+        """Encode CHUNK_ROWS rows at a time into one float32 matrix (`width` columns, the encoded ones first)."""
+        out: torch.Tensor | None = None
+        for start in range(0, max(len(df), 1), CHUNK_ROWS):  # one pass even without rows: same errors as with
+            part = self._encode_rows(df.iloc[start : start + CHUNK_ROWS], meta)
+            if out is None:
+                out = torch.empty(len(df), width or part.shape[1])
+            out[start : start + len(part), : part.shape[1]] = part
+        return out
+
+    def _encode_rows(self, df: pd.DataFrame, meta: bool) -> torch.Tensor:
         """Numeric (standardised), one-hot, missing indicators, then (if meta) full-train target encodings."""
         values = torch.from_numpy(df[self.numeric].to_numpy(np.float64))
         values = torch.where(values.isnan(), self.median, values)
@@ -123,7 +141,8 @@ class Preprocessor:
 
     def encode_labels(self, labels: pd.Series) -> torch.Tensor:
         """Genre names to class indices; an unknown name is an error naming it."""
-        codes = pd.Categorical(labels, categories=self.classes).codes
+        codes, uniques = pd.factorize(labels)  # native on Arrow strings: no Python object per row
+        codes = np.append(pd.Categorical(uniques, categories=self.classes).codes, -1)[codes]  # -1: missing
         if (codes < 0).any():
             unknown = sorted(set(labels[codes < 0].astype(str)))[:5]
             raise GenreTorchError(f"unknown genre(s) {unknown}; this model knows: {', '.join(self.classes)}")
