@@ -197,15 +197,11 @@ class GenreDataModule(pl.LightningDataModule):
             self.splits = group_split_indices(labels, groups, self.test_fraction, self.val_fraction, self.split_seed)
         else:
             self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
-        pre, target = self.preprocessor, self.spec.target
-        used = dict.fromkeys([*pre.numeric, *pre.categorical, *pre.meta, target])  # copy only these per split
-        columns = [i for i, c in enumerate(frame.columns) if c in used]
-        train = frame.iloc[self.splits["train"], columns]
-        train_x = pre.fit_transform(train, train[target], seed=self.split_seed)
-        del train  # encoded: not kept while the other splits are encoded
+        pre, target, train = self.preprocessor, self.spec.target, self.splits["train"]
+        train_x = pre.fit_transform(frame, frame[target].iloc[train], self.split_seed, rows=train)  # no split copies
         self.frame = frame
         for name, idx in self.splits.items():
-            x = train_x if name == "train" else pre.transform(frame.iloc[idx, columns])
+            x = train_x if name == "train" else pre.transform(frame, rows=idx)
             self.tensors[name] = (x, pre.encode_labels(frame[target].iloc[idx]))
         return self
 

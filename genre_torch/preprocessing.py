@@ -91,14 +91,22 @@ class Preprocessor:
         }
         return self
 
-    def fit_transform(self, df: pd.DataFrame, labels: pd.Series, seed: int = 0) -> torch.Tensor:
-        """Fit on training rows and encode them; metadata columns get an out-of-fold encoding."""
-        self.fit(df, labels)
-        x = self._encode(df, meta=False, width=self.num_features)  # metadata columns filled in below
+    def fit_transform(
+        self, df: pd.DataFrame, labels: pd.Series, seed: int = 0, rows: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Fit on training rows and encode them; metadata columns get an out-of-fold encoding.
+
+        rows: positions of the training rows in df (default: all; labels are those rows' labels); only
+        the used columns of these rows are copied, for fitting, then the rows are encoded chunk by chunk.
+        """
+        used = set(self.numeric + self.categorical) | set(self.meta)
+        self.fit(df if rows is None else df.iloc[rows, [i for i, c in enumerate(df.columns) if c in used]], labels)
+        x = self._encode(df, meta=False, width=self.num_features, rows=rows)  # metadata columns filled in below
         codes = self.encode_labels(labels).numpy()
         start = x.shape[1] - sum(e.num_classes + 1 for e in self.encoders.values())
         for c, e in self.encoders.items():
-            oof = e.fit_transform_oof(df[c], codes, len(self.classes), self.folds, seed)
+            values = df[c] if rows is None else df[c].iloc[rows]
+            oof = e.fit_transform_oof(values, codes, len(self.classes), self.folds, seed)
             x[:, start : start + oof.shape[1]] = oof
             start += oof.shape[1]
         return x
@@ -108,17 +116,21 @@ class Preprocessor:
         if missing:
             raise GenreTorchError(f"metadata feature(s) need column(s) {', '.join(missing)}, absent from the data")
 
-    def transform(self, df: pd.DataFrame) -> torch.Tensor:
-        """Encode clean feature columns into a float32 matrix of shape (rows, num_features)."""
-        return self._encode(df, meta=True)
+    def transform(self, df: pd.DataFrame, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Encode clean feature columns (of the given row positions, default all) into float32 (rows, num_features)."""
+        return self._encode(df, meta=True, rows=rows)
 
-    def _encode(self, df: pd.DataFrame, meta: bool, width: int | None = None) -> torch.Tensor:
+    def _encode(
+        self, df: pd.DataFrame, meta: bool, width: int | None = None, rows: np.ndarray | None = None
+    ) -> torch.Tensor:
         """Encode CHUNK_ROWS rows at a time into one float32 matrix (`width` columns, the encoded ones first)."""
         out: torch.Tensor | None = None
-        for start in range(0, max(len(df), 1), CHUNK_ROWS):  # one pass even without rows: same errors as with
-            part = self._encode_rows(df.iloc[start : start + CHUNK_ROWS], meta)
+        total = len(df) if rows is None else len(rows)
+        for start in range(0, max(total, 1), CHUNK_ROWS):  # one pass even without rows: same errors as with
+            chunk = slice(start, start + CHUNK_ROWS)
+            part = self._encode_rows(df.iloc[chunk if rows is None else rows[chunk]], meta)
             if out is None:
-                out = torch.empty(len(df), width or part.shape[1])
+                out = torch.empty(total, width or part.shape[1])
             out[start : start + len(part), : part.shape[1]] = part
         return out
 
