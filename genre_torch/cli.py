@@ -94,6 +94,7 @@ class GenreCLI(LightningCLI):
         if self.trainer.logger is not None:  # final numbers beside the hyperparameters in TensorBoard's HParams tab
             metrics = {"hp/val_acc": val[0]["val/acc"], "hp/test_acc": test[0]["test/acc"]}
             self.trainer.logger.log_hyperparams(self.model.hparams, metrics)
+            self.trainer.logger.finalize("success")  # flush and close the event writer
         if self.trainer.is_global_zero:
             print(f"best checkpoint: {best or '(none saved; last weights)'}  val accuracy: {val[0]['val/acc']:.4f}")
             print(f"test accuracy: {test[0]['test/acc']:.4f}  macro-F1: {test[0]['test/macro_f1']:.4f}")
