@@ -66,9 +66,15 @@ class Preprocessor:
             + [n for e in self.encoders.values() for n in e.feature_names]
         )
 
-    def fit(self, df: pd.DataFrame, labels: pd.Series) -> Preprocessor:
-        """Fit all state on training rows only."""
-        values = np.asfortranarray(df[self.numeric].to_numpy(np.float64, copy=True))  # one column-major copy
+    def fit(self, df: pd.DataFrame, labels: pd.Series, rows: np.ndarray | None = None) -> Preprocessor:
+        """Fit all state on training rows only (rows: their positions in df, default all; labels are theirs)."""
+
+        def pick(col: str) -> pd.Series:
+            return df[col] if rows is None else df[col].iloc[rows]
+
+        values = np.empty((len(df) if rows is None else len(rows), len(self.numeric)), order="F")
+        for j, col in enumerate(self.numeric):  # one column-major float64 copy, built column by column
+            values[:, j] = pick(col).to_numpy(np.float64)
         median = np.nanmedian(values, axis=0) if len(values) else np.zeros(len(self.numeric))
         median = np.where(np.isnan(median), 0.0, median)  # a column that is all missing in training
         missing = np.isnan(values)
@@ -80,13 +86,13 @@ class Preprocessor:
         self.median = torch.tensor(median, dtype=torch.float64)
         self.mean = torch.tensor(np.array([col.mean() for col in columns]), dtype=torch.float64)
         self.std = torch.tensor(np.where(std > 0, std, 1.0), dtype=torch.float64)
-        self.vocab = {c: sorted(df[c].dropna().unique().tolist()) for c in self.categorical}
+        self.vocab = {c: sorted(pick(c).dropna().unique().tolist()) for c in self.categorical}
         self.classes = sorted(labels.unique().tolist())
         self.indicators = [c for c, gap in zip(self.numeric, gaps, strict=True) if gap and self.missing_indicators]
         self._check_meta(df)
         codes = self.encode_labels(labels).numpy()
         self.encoders = {
-            c: TargetEncoder(c, sep, self.smoothing).fit(df[c], codes, len(self.classes))
+            c: TargetEncoder(c, sep, self.smoothing).fit(pick(c), codes, len(self.classes))
             for c, sep in self.meta.items()
         }
         return self
@@ -96,11 +102,10 @@ class Preprocessor:
     ) -> torch.Tensor:
         """Fit on training rows and encode them; metadata columns get an out-of-fold encoding.
 
-        rows: positions of the training rows in df (default: all; labels are those rows' labels); only
-        the used columns of these rows are copied, for fitting, then the rows are encoded chunk by chunk.
+        rows: positions of the training rows in df (default: all; labels are those rows' labels); they
+        are read column by column and encoded chunk by chunk, never copied as a whole frame.
         """
-        used = set(self.numeric + self.categorical) | set(self.meta)
-        self.fit(df if rows is None else df.iloc[rows, [i for i, c in enumerate(df.columns) if c in used]], labels)
+        self.fit(df, labels, rows)
         x = self._encode(df, meta=False, width=self.num_features, rows=rows)  # metadata columns filled in below
         codes = self.encode_labels(labels).numpy()
         start = x.shape[1] - sum(e.num_classes + 1 for e in self.encoders.values())
