@@ -48,11 +48,14 @@ class GenreCLI(LightningCLI):
         parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": "link",  # a symlink to the best when that was just written: one write
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        # metrics are logged per epoch; a training_step call takes batches_per_step batches, so an epoch
+        # may have fewer calls than Lightning's default interval of 50 (which would only warn)
+        parser.set_defaults({"trainer.log_every_n_steps": 1})
         parser.add_argument("--runs_dir", type=str, default="runs", help="Folder of TensorBoard runs.")
         parser.add_argument("--checkpoints_dir", type=str, default="checkpoints", help="Folder of checkpoints.")
         parser.add_argument(
@@ -64,6 +67,13 @@ class GenreCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("num_threads"):
             torch.set_num_threads(config["num_threads"])
+        trainer = config.get("trainer") or {}
+        if trainer.get("gradient_clip_val"):  # GenreClassifier steps its optimiser itself (batches_per_step)
+            raise GenreTorchError("use --model.gradient_clip_val instead of --trainer.gradient_clip_val")
+        if (trainer.get("accumulate_grad_batches") or 1) != 1:
+            raise GenreTorchError(
+                "--trainer.accumulate_grad_batches is not supported; raise --data.batch_size for larger steps"
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Default to a TensorBoardLogger under runs/<dataset>/ and checkpoints in checkpoints/<dataset>/<version>/."""

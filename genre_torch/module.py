@@ -8,6 +8,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
@@ -32,6 +33,7 @@ class GenreClassifier(pl.LightningModule):
         scheduler: Literal["cosine", "onecycle"] | None = None,
         label_smoothing: float = 0.0,
         warmup: float = 0.0,
+        gradient_clip_val: float | None = None,
     ) -> None:
         """
         Args:
@@ -45,9 +47,13 @@ class GenreClassifier(pl.LightningModule):
             scheduler: Optional per-step LR schedule over the whole run: cosine or onecycle.
             label_smoothing: Label smoothing of the cross-entropy loss.
             warmup: Share of all steps spent warming the LR up linearly (cosine; onecycle's pct_start, 0.3 if 0).
+            gradient_clip_val: Clip the gradient norm of every step to this value (off if None).
         """
         super().__init__()
         self.save_hyperparameters()
+        # the optimiser is stepped here, not by Lightning: one training_step call may take a group of
+        # batches (GenreDataModule.batches_per_step), which spreads Lightning's per-call cost over them
+        self.automatic_optimization = False
         self.backbone = models.build(arch, num_features, num_classes, **(arch_args or {}))
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -57,28 +63,54 @@ class GenreClassifier(pl.LightningModule):
         # plain tensors, not buffers: DDP overwrites buffers with rank 0's at every forward (broadcast_buffers)
         self._train_loss, self._train_correct, self._train_rows = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         self.preprocessor_state: dict[str, Any] | None = None
+        self._direct_backward = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an encoded feature batch."""
         return self.backbone(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One optimiser step per (x, y) batch: a single batch or a list of them (batches_per_step)."""
+        opt, sched, clip = self.optimizers(), self.lr_schedulers(), self.hparams.get("gradient_clip_val")
+        max_steps = self.trainer.max_steps
+        for x, y in batch if isinstance(batch, list) else [batch]:
+            if 0 <= max_steps <= self.trainer.global_step:  # Lightning checks max_steps only between calls
+                break
+            loss, logits = self._train_loss_logits(x, y)
+            opt.zero_grad(set_to_none=True)
+            if self._direct_backward:
+                loss.backward()
+            else:
+                self.manual_backward(loss)
+            if clip:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+            if sched is not None:
+                sched.step()
+            # in-place adds on detached values: nothing recorded for autograd, no host sync, no Module.__setattr__
+            self._train_loss.add_(loss.detach(), alpha=len(y))
+            self._train_correct.add_((logits.argmax(1) == y).sum())
+            self._train_rows += len(y)
+
+    def _train_loss_logits(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         members = getattr(self.backbone, "forward_members", None)
         if members is None:
             logits = self(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        else:  # an ensemble backbone (models/tabm.py): every member is trained with its own loss
-            out = members(x)
-            loss = F.cross_entropy(
-                out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self.hparams.label_smoothing
-            )
-            logits = out.detach().mean(1)
-        # in-place adds on detached values: nothing recorded for autograd, no host sync, no Module.__setattr__
-        self._train_loss.add_(loss.detach(), alpha=len(y))
-        self._train_correct.add_((logits.detach().argmax(1) == y).sum())
-        self._train_rows += len(y)
-        return loss
+            return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing), logits.detach()
+        # an ensemble backbone (models/tabm.py): every member is trained with its own loss
+        out = members(x)
+        loss = F.cross_entropy(
+            out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self.hparams.label_smoothing
+        )
+        return loss, out.detach().mean(1)
+
+    def on_train_start(self) -> None:
+        # Lightning's backward adds only hook calls (on_before/after_backward) on one device without
+        # loss scaling, ~0.25 ms a step on CPU; DDP and fp16 scaling need it (manual_backward)
+        trainer = self.trainer
+        self._direct_backward = isinstance(trainer.strategy, SingleDeviceStrategy) and (
+            getattr(trainer.precision_plugin, "scaler", None) is None
+        )
 
     def on_train_epoch_start(self) -> None:
         self._train_loss = torch.zeros((), device=self.device)
@@ -124,7 +156,7 @@ class GenreClassifier(pl.LightningModule):
         opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         if hp.scheduler is None:
             return opt
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = self._total_steps()
         warm = int(hp.get("warmup", 0.0) * steps)
         if hp.scheduler == "cosine":
             cosine = lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, steps - warm))))  # noqa: E731
@@ -136,7 +168,18 @@ class GenreClassifier(pl.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps, pct_start=pct)
         else:
             raise GenreTorchError(f"unknown scheduler {hp.scheduler!r}; known: cosine, onecycle (or null)")
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": sched}  # stepped after every optimiser step (training_step)
+
+    def _total_steps(self) -> int:
+        """Optimiser steps of the whole run: a training_step call may take several batches (batches_per_step)."""
+        trainer = self.trainer
+        trainer.estimated_stepping_batches  # noqa: B018 (makes Lightning load the training data)
+        per_epoch = getattr(trainer.train_dataloader, "optimizer_steps", trainer.num_training_batches)
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+        steps = min(epochs * per_epoch, trainer.max_steps if trainer.max_steps != -1 else math.inf)
+        if math.isinf(steps):
+            raise GenreTorchError("a learning-rate schedule needs a finite run: set --trainer.max_epochs or max_steps")
+        return int(steps)
 
     def on_fit_start(self) -> None:
         self._remember_preprocessor()

@@ -123,7 +123,8 @@ def compare(
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     x, _ = cli.datamodule.tensors["train"]
-    return plain, {**timer.times, "rows": [len(x)], "steps": [cli.trainer.num_training_batches]}, cli
+    steps = cli.trainer.train_dataloader.optimizer_steps  # per epoch; training_step calls take batches_per_step
+    return plain, {**timer.times, "rows": [len(x)], "steps": [steps]}, cli
 
 
 @torch.inference_mode()

@@ -86,3 +86,9 @@ def test_garbage_numbers_become_missing_with_a_warning(data_env, capsys) -> None
     with pytest.warns(UserWarning, match=r"column loudness: \d+ unparseable"):
         main(["fit", "--config", CONFIG, "--trainer.max_epochs", "1", "--data.path", write(df)])
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_trainer_options_the_module_replaces(capsys, data_env) -> None:
+    assert "--model.gradient_clip_val" in run_bad(capsys, "--trainer.gradient_clip_val", "1.0")
+    assert "--data.batch_size" in run_bad(capsys, "--trainer.accumulate_grad_batches", "2")
+    assert "at least 1" in run_bad(capsys, "--data.batches_per_step", "0")

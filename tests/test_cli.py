@@ -82,3 +82,17 @@ def test_resume_matches_uninterrupted_run(data_env) -> None:
     assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
     for key, value in a["state_dict"].items():
         assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
+
+
+def test_batches_per_step_trains_exactly_like_one_batch_per_step(data_env) -> None:
+    args = fit("music_genre", "--model.arch_args.dropout", "0.2", "--model.scheduler", "onecycle")
+    args += ["--model.gradient_clip_val", "0.5"]
+    one = run_cli([*args, "--data.batches_per_step", "1"])
+    grouped = run_cli([*args, "--data.batches_per_step", "3"])
+    assert (one.trainer.num_training_batches, grouped.trainer.num_training_batches) == (7, 3)  # 7 batches of 64
+    assert one.trainer.global_step == grouped.trainer.global_step == 3 * 7
+    for key, value in one.model.state_dict().items():
+        assert torch.equal(value, grouped.model.state_dict()[key]), key
+    # max_steps inside a group: stops on the step (onecycle would raise on a step past its total)
+    capped = run_cli([*fit("music_genre"), "--data.batches_per_step", "4", "--trainer.max_steps", "5"])
+    assert capped.trainer.global_step == 5

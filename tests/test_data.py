@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genre_torch.data import GenreDataModule, TensorBatches, find_data_file, read_csv, split_indices
+from genre_torch.data import BatchGroups, GenreDataModule, TensorBatches, find_data_file, read_csv, split_indices
 from genre_torch.datasets import MUSIC_GENRE, SPOTIFY_TRACKS, get_spec
 from genre_torch.errors import GenreTorchError
 from genre_torch.preprocessing import Preprocessor
@@ -140,3 +140,15 @@ def test_batches_cover_every_row_once_per_epoch(world: int) -> None:
     single.set_epoch(0)
     assert not torch.equal(epoch0, y) and not torch.equal(epoch0, epoch1)
     assert torch.equal(torch.cat([b[1] for b in single]), epoch0)
+
+
+def test_batch_groups_keep_the_batches_and_their_order() -> None:
+    x, y = torch.arange(103).float().unsqueeze(1), torch.arange(103)
+    batches = TensorBatches(x, y, 10, shuffle=True, seed=5)
+    groups = BatchGroups(batches, 4)
+    assert len(groups) == 3 and groups.optimizer_steps == 11
+    groups.sampler.set_epoch(2)  # what Lightning calls: it must reach the batches
+    flat = [b for g in groups for b in g]
+    assert [len(g) for g in groups] == [4, 4, 3]
+    batches.set_epoch(2)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(flat, batches, strict=True))
