@@ -64,6 +64,7 @@ class GenreClassifier(pl.LightningModule):
         self._train_loss, self._train_correct, self._train_rows = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         self.preprocessor_state: dict[str, Any] | None = None
         self._direct_backward = False
+        self._ensemble, self._smoothing = hasattr(self.backbone, "forward_members"), label_smoothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an encoded feature batch."""
@@ -72,11 +73,11 @@ class GenreClassifier(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One optimiser step per (x, y) batch: a single batch or a list of them (batches_per_step)."""
         opt, sched, clip = self.optimizers(), self.lr_schedulers(), self.hparams.get("gradient_clip_val")
-        max_steps = self.trainer.max_steps
+        trainer, rows = self.trainer, 0
         for x, y in batch if isinstance(batch, list) else [batch]:
-            if 0 <= max_steps <= self.trainer.global_step:  # Lightning checks max_steps only between calls
+            if 0 <= trainer.max_steps <= trainer.global_step:  # Lightning checks max_steps only between calls
                 break
-            loss, logits = self._train_loss_logits(x, y)
+            loss, logits = self.training_loss(x, y)
             opt.zero_grad(set_to_none=True)
             if self._direct_backward:
                 loss.backward()
@@ -87,21 +88,19 @@ class GenreClassifier(pl.LightningModule):
             opt.step()
             if sched is not None:
                 sched.step()
-            # in-place adds on detached values: nothing recorded for autograd, no host sync, no Module.__setattr__
+            # in-place adds on detached values: nothing recorded for autograd, no host sync
             self._train_loss.add_(loss.detach(), alpha=len(y))
             self._train_correct.add_((logits.argmax(1) == y).sum())
-            self._train_rows += len(y)
+            rows += len(y)
+        self._train_rows += rows
 
-    def _train_loss_logits(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        members = getattr(self.backbone, "forward_members", None)
-        if members is None:
-            logits = self(x)
-            return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing), logits.detach()
-        # an ensemble backbone (models/tabm.py): every member is trained with its own loss
-        out = members(x)
-        loss = F.cross_entropy(
-            out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self.hparams.label_smoothing
-        )
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of a batch and its (detached) logits; an ensemble backbone trains each member."""
+        if not self._ensemble:
+            logits = self.backbone(x)
+            return F.cross_entropy(logits, y, label_smoothing=self._smoothing), logits.detach()
+        out = self.backbone.forward_members(x)  # models/tabm.py: every member is trained with its own loss
+        loss = F.cross_entropy(out.flatten(0, 1), y.repeat_interleave(out.shape[1]), label_smoothing=self._smoothing)
         return loss, out.detach().mean(1)
 
     def on_train_start(self) -> None:

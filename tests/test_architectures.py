@@ -34,7 +34,7 @@ def test_tabm_mean_probability_and_per_member_loss() -> None:
     assert members.shape == (10, 4, 3)
     mean_prob = members.softmax(-1).mean(1)
     assert torch.allclose(model(x).exp(), mean_prob, atol=1e-6)  # forward = log of the mean member probability
-    loss, _ = model._train_loss_logits(x, y)
+    loss, _ = model.training_loss(x, y)
     expected = sum(F.cross_entropy(members[:, i], y) for i in range(4)) / 4
     assert math.isclose(float(loss), float(expected), rel_tol=1e-5)
 
