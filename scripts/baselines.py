@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from genre_torch.cli import run_cli
 from genre_torch.data import GenreDataModule
+from genre_torch.trees import fit_predict_hgb, hgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("logreg", "rf", "hgb", "kmeans", "mlp")
@@ -47,9 +48,7 @@ def sklearn_models(quick: bool, seed: int, num_classes: int) -> dict[str, tuple[
     50 genres it runs at most 40 rounds.
     """
     trees, rounds = (10, 5) if quick else (100, 300) if num_classes <= 50 else (100, 40)
-    hgb = HistGradientBoostingClassifier(
-        max_iter=rounds, l2_regularization=1.0, early_stopping=True, scoring="accuracy", n_iter_no_change=10
-    )
+    hgb = hgb_model(rounds, seed)
     return {
         "logreg": ("LogisticRegression (lbfgs, C=1)", LogisticRegression(max_iter=100 if quick else 1000)),
         "rf": (
@@ -58,7 +57,7 @@ def sklearn_models(quick: bool, seed: int, num_classes: int) -> dict[str, tuple[
         ),
         "hgb": (
             f"HistGradientBoosting (lr 0.1, l2 1, 31 leaves, <= {rounds} rounds)",
-            hgb.set_params(random_state=seed),
+            hgb,
         ),
     }
 
@@ -102,15 +101,13 @@ def run_dataset(
             if key not in models:
                 continue
             start = time.perf_counter()
-            fit_kw = {"X_val": x_va, "y_val": y_va} if isinstance(model, HistGradientBoostingClassifier) else {}
             with threadpool_limits(threads):
-                model.fit(x_tr, y_tr, **fit_kw)
+                if isinstance(model, HistGradientBoostingClassifier):
+                    predicted, note = fit_predict_hgb(model, x_tr, y_tr, x_va, y_va, x_te)
+                    note = f", {note}"
+                else:
+                    predicted, note = model.fit(x_tr, y_tr).predict(x_te), ""
             seconds = time.perf_counter() - start
-            predicted, note = model.predict(x_te), ""
-            if fit_kw:  # sklearn keeps the rounds after the best one: use the round best on validation
-                best = int(np.argmax([(p == y_va).mean() for p in model.staged_predict(x_va)]))
-                predicted = next(p for i, p in enumerate(model.staged_predict(x_te)) if i == best)
-                note = f", {model.n_iter_} rounds trained, round {best + 1} best on validation"
             score(name, predicted, seconds)
             print(f"{dataset} seed {seed}: {name} done in {seconds:.0f} s{note}", flush=True)
         start = time.perf_counter()

@@ -4,14 +4,15 @@ python scripts/benchmark_accuracy.py [--datasets music_genre spotify_tracks] [--
     [--models hgb best] [--seeds 0 1 2] [--ensemble] [--split canonical|artist] [--jobs 1] [--quick]
 
 Models: `hgb` is scikit-learn HistGradientBoosting on exactly the encoded features the networks see
-(early-stopped on the validation split); `mlp` is configs/<dataset>.yaml (the plain MLP); `best` is
-configs/<dataset>_<audio|meta>_best.yaml; any other name is a config path. Networks are trained with
-`genre-torch fit --config ... --seed_everything SEED --data.features F` (early stopping and checkpoint
-choice on validation only; the best checkpoint is tested once). --ensemble adds a row per network:
-the mean class probability of its seed checkpoints, scored once on test. --quick trains on a
-stratified sample of 3,000 rows for 2 epochs (CI smoke test; its numbers mean nothing). --jobs N
-trains N models at a time in worker processes, each single-threaded (train seconds then include the
-contention; compare them only within one table).
+(genre_torch/trees.py: stops on validation accuracy, scored at its best validation round); `mlp` is
+configs/<dataset>.yaml (the plain MLP); `best` is configs/<dataset>_<audio|meta>_best.yaml; any
+other name is a config path. Networks are trained with `genre-torch fit --config ...
+--seed_everything SEED --data.features F` (early stopping and checkpoint choice on validation only;
+the best checkpoint is tested once). --ensemble adds a row per network: the mean class probability
+of its seed checkpoints, scored once on test. --quick trains on a stratified sample of 3,000 rows
+for 2 epochs (CI smoke test; its numbers mean nothing). --jobs N trains N models at a time in worker
+processes, each single-threaded (train seconds then include the contention; compare them only within
+one table).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
 
@@ -36,6 +36,7 @@ from genre_torch.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.datasets import get_spec
 from genre_torch.module import GenreClassifier
 from genre_torch.preprocessing import Preprocessor
+from genre_torch.trees import fit_predict_hgb, hgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,13 @@ def run_hgb(data: dict, seed: int, quick: bool) -> dict:
     dm = GenreDataModule(**data).load()
     (xt, yt), (xv, yv), (xs, ys) = (dm.tensors[s] for s in ("train", "val", "test"))
     start = time.perf_counter()
-    hgb = HistGradientBoostingClassifier(
-        learning_rate=0.1, max_iter=20 if quick else 500, max_leaf_nodes=63, early_stopping=True,
-        n_iter_no_change=10, random_state=seed,
-    )  # fmt: skip
-    hgb.fit(xt.numpy(), yt.numpy(), X_val=xv.numpy(), y_val=yv.numpy())
+    x = {s: t.numpy() for s, t in (("train", xt), ("val", xv), ("test", xs))}
+    predicted, note = fit_predict_hgb(
+        hgb_model(20 if quick else 300, seed), x["train"], yt.numpy(), x["val"], yv.numpy(), x["test"]
+    )
     seconds = time.perf_counter() - start
-    acc, f1 = scores(ys.numpy(), hgb.predict(xs.numpy()))
+    print(f"HistGradientBoosting {data['dataset']} {data['features']}: {note}", flush=True)
+    acc, f1 = scores(ys.numpy(), predicted)
     return {"acc": acc, "f1": f1, "seconds": seconds, "best": None}
 
 

@@ -96,3 +96,11 @@ def test_batches_per_step_trains_exactly_like_one_batch_per_step(data_env) -> No
     # max_steps inside a group: stops on the step (onecycle would raise on a step past its total)
     capped = run_cli([*fit("music_genre"), "--data.batches_per_step", "4", "--trainer.max_steps", "5"])
     assert capped.trainer.global_step == 5
+
+
+@pytest.mark.slow
+def test_compiled_backbone_trains_and_keeps_checkpoint_keys(data_env) -> None:
+    cli = run_cli(fit("music_genre", "--model.compile", "true", "--trainer.max_epochs", "2"))
+    assert float(cli.trainer.callback_metrics["test/acc"]) > 0.5
+    state = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=True)["state_dict"]
+    assert set(state) == set(GenreClassifier(cli.model.hparams.num_features, 4).state_dict())
