@@ -45,6 +45,7 @@ class EpochTimer(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.strategy.root_device.type == "cuda" and args[-1] == trainer.num_training_batches - 1:
+            self.times.setdefault("gpu_util", []).append(gpu_utilization())  # before the queue drains
             torch.cuda.synchronize()  # the epoch's queued GPU work is part of its time
         self.last = self.now()
 
@@ -55,6 +56,18 @@ class EpochTimer(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close_epoch()
+
+
+def gpu_utilization() -> float:
+    """Percent of the last sample period in which the GPU ran a kernel (NVML or nvidia-smi; NaN if neither)."""
+    try:
+        return float(torch.cuda.utilization())  # needs the nvidia-ml-py package
+    except Exception:  # noqa: BLE001 (no NVML binding: ask the driver's tool)
+        try:
+            cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
+            return float(subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.split()[0])
+        except Exception:  # noqa: BLE001
+            return float("nan")
 
 
 def build_cli(config: str, batch_size: int, epochs: int, workdir: Path, extra: list[str] = ()) -> GenreCLI:

@@ -87,6 +87,8 @@ def training_rows(
         row["plain_rows_per_s"] = n / row["plain_train_wall"]
         row["lightning_rows_per_s"] = n / row["lightning_train_wall"]
         row["overhead_ms_per_step_cpu"] = 1000 * (row["lightning_train_cpu"] - row["plain_train_cpu"]) / row["steps"]
+        if light.get("gpu_util"):  # sampled at the end of each Lightning epoch's training batches
+            row["gpu_util_pct"] = median(light["gpu_util"])
         rows.append(row)
         print_training([row])
     return rows, cli
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                 print_header()
                 rows, gpu_cli = training_rows(args.gpu_config, args.gpu_batch_sizes, args, workdir, precision)
                 result["gpu_training"] += rows
+                for row in rows:
+                    print(f"batch {row['batch_size']}: GPU utilisation {row.get('gpu_util_pct', float('nan')):.0f} %")
             result["gpu_inference"] = inference(gpu_cli, repeats=1 if args.quick else 5)
             for name, value in result["gpu_inference"].items():
                 print(f"GPU inference {name} (fp32): {value:,.0f} rows/s")

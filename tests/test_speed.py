@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import runpy
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 
 from genre_torch.cli import run_cli
 from genre_torch.data import GenreDataModule
-from genre_torch.speed import compare
+from genre_torch.speed import compare, gpu_utilization
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
@@ -66,3 +67,9 @@ def test_num_threads_option(data_env: Path) -> None:
         assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
+
+
+def test_gpu_utilization_is_a_percentage_or_nan() -> None:
+    value = gpu_utilization()
+    assert math.isnan(value) or 0 <= value <= 100
+    assert torch.cuda.is_available() or math.isnan(value)  # no GPU: NaN, not a made-up number
