@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from genre_torch.datasets import DatasetSpec, get_spec
 from genre_torch.errors import GenreTorchError
-from genre_torch.grouped import group_split_indices
+from genre_torch.grouped import artist_groups, group_split_indices
 from genre_torch.prepared import is_prepared, load_prepared
 from genre_torch.preprocessing import Preprocessor
 
@@ -225,13 +225,17 @@ class GenreDataModule(pl.LightningDataModule):
             return load_prepared(self)
         frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
         labels = frame[self.spec.target]
+        groups = None
         if self.split == "artist":
-            groups, labels = frame[next(iter(self.spec.meta))], labels.to_numpy()
-            self.splits = group_split_indices(labels, groups, self.test_fraction, self.val_fraction, self.split_seed)
+            artists = frame[next(iter(self.spec.meta))]
+            self.splits = group_split_indices(
+                labels.to_numpy(), artists, self.test_fraction, self.val_fraction, self.split_seed
+            )
+            groups = artist_groups(artists.iloc[self.splits["train"]])  # out-of-fold encoding by artist too
         else:
             self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
         pre, target, train = self.preprocessor, self.spec.target, self.splits["train"]
-        train_x = pre.fit_transform(frame, frame[target].iloc[train], self.split_seed, rows=train)  # no split copies
+        train_x = pre.fit_transform(frame, frame[target].iloc[train], self.split_seed, train, groups)  # no split copies
         self.frame = frame
         for name, idx in self.splits.items():
             x = train_x if name == "train" else pre.transform(frame, rows=idx)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import KFold
+from sklearn.model_selection import GroupKFold, KFold
 
 
 def tokens(values: pd.Series, separator: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -78,13 +78,26 @@ class TargetEncoder:
         return out.float()
 
     def fit_transform_oof(
-        self, values: pd.Series, labels: np.ndarray, num_classes: int, folds: int = 5, seed: int = 0
+        self,
+        values: pd.Series,
+        labels: np.ndarray,
+        num_classes: int,
+        folds: int = 5,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """Out-of-fold encoding of training rows (each fold encoded by the others), then fit on all rows."""
+        """Out-of-fold encoding of training rows (each fold encoded by the others), then fit on all rows.
+
+        With groups (the artist of each row, for an artist-grouped split) no group spans two folds, so
+        training rows are encoded as test rows will be: by statistics that never saw their artist.
+        """
         values = values.reset_index(drop=True)
         out = torch.zeros(len(values), num_classes + 1)
+        if groups is not None and len(np.unique(groups)) < folds:
+            groups = None  # too few groups to fold by (tiny data): plain folds
         if folds >= 2 and len(values) >= folds:
-            for fit_idx, enc_idx in KFold(folds, shuffle=True, random_state=seed).split(values):
+            splitter = KFold(folds, shuffle=True, random_state=seed) if groups is None else GroupKFold(folds)
+            for fit_idx, enc_idx in splitter.split(values, groups=groups):
                 part = TargetEncoder(self.column, self.separator, self.smoothing)
                 part.fit(values.iloc[fit_idx], np.asarray(labels)[fit_idx], num_classes)
                 out[enc_idx] = part.transform(values.iloc[enc_idx])

@@ -98,12 +98,18 @@ class Preprocessor:
         return self
 
     def fit_transform(
-        self, df: pd.DataFrame, labels: pd.Series, seed: int = 0, rows: np.ndarray | None = None
+        self,
+        df: pd.DataFrame,
+        labels: pd.Series,
+        seed: int = 0,
+        rows: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> torch.Tensor:
         """Fit on training rows and encode them; metadata columns get an out-of-fold encoding.
 
         rows: positions of the training rows in df (default: all; labels are those rows' labels); they
         are read column by column and encoded chunk by chunk, never copied as a whole frame.
+        groups: a group id per training row (artist-grouped split): out-of-fold folds never split a group.
         """
         self.fit(df, labels, rows)
         x = self._encode(df, meta=False, width=self.num_features, rows=rows)  # metadata columns filled in below
@@ -111,7 +117,7 @@ class Preprocessor:
         start = x.shape[1] - sum(e.num_classes + 1 for e in self.encoders.values())
         for c, e in self.encoders.items():
             values = df[c] if rows is None else df[c].iloc[rows]
-            oof = e.fit_transform_oof(values, codes, len(self.classes), self.folds, seed)
+            oof = e.fit_transform_oof(values, codes, len(self.classes), self.folds, seed, groups)
             x[:, start : start + oof.shape[1]] = oof
             start += oof.shape[1]
         return x

@@ -80,6 +80,16 @@ def test_artist_split_keeps_artists_apart(data_env) -> None:
         assert 0.1 < len(dm.splits["test"]) / len(dm.frame) < 0.35
 
 
+def test_grouped_out_of_fold_encoding_never_sees_the_rows_artist() -> None:
+    artists = pd.Series([f"a{i % 8}" for i in range(80)])  # 8 artists, 10 rows each, one genre per artist
+    codes = np.arange(80) % 8 % 2
+    enc = TargetEncoder("artist")
+    plain = enc.fit_transform_oof(artists, codes, 2, folds=4, seed=0)
+    grouped = enc.fit_transform_oof(artists, codes, 2, folds=4, seed=0, groups=artist_groups(artists))
+    assert (plain[:, 2] > 0).all()  # plain folds: the artist's other rows are in the fitting folds
+    assert (grouped[:, 2] == 0).all()  # grouped: every training row's artist is unseen, as in an artist split
+
+
 def test_unknown_feature_options_are_clear_errors() -> None:
     from genre_torch.errors import GenreTorchError
 
