@@ -48,7 +48,9 @@ class GenreCLI(LightningCLI):
         parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                "checkpoint.save_last": "link",  # a symlink to the best when that was just written: one write
+                # last.ckpt links to the newest checkpoint written, so a checkpoint is written only when
+                # validation improves; a resumed run replays the epochs since then exactly
+                "checkpoint.save_last": "link",
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
