@@ -103,6 +103,7 @@ class GenreCLI(LightningCLI):
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
         val = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         test = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        self.final_metrics = {**val[0], **test[0]}  # the best checkpoint's, for scripts driving the CLI
         if self.trainer.logger is not None:  # final numbers beside the hyperparameters in TensorBoard's HParams tab
             metrics = {"hp/val_acc": val[0]["val/acc"], "hp/test_acc": test[0]["test/acc"]}
             self.trainer.logger.log_hyperparams(self.model.hparams, metrics)

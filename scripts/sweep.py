@@ -44,12 +44,12 @@ def run(dataset: str, depth: int, width: int, activation: str, args: argparse.Na
             "--trainer.logger.init_args.default_hp_metric", "false",
         ]
     )  # fmt: skip
-    metrics = cli.trainer.callback_metrics
+    metrics = cli.final_metrics  # of the best checkpoint (whatever early stopping monitored)
     result = {
         "depth": depth,
         "width": width,
         "activation": activation,
-        "val_acc": float(cli.trainer.checkpoint_callback.best_model_score or metrics["val/acc"]),
+        "val_acc": float(metrics["val/acc"]),
         "test_acc": float(metrics["test/acc"]),
         "test_macro_f1": float(metrics["test/macro_f1"]),
         "epochs": cli.trainer.current_epoch,

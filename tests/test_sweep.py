@@ -18,6 +18,8 @@ def test_quick_sweep_logs_hparams_and_prints_summary(data_env, tmp_path) -> None
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     rows = [line for line in out.splitlines() if line.startswith("| activation=") or line.startswith("| depth=")]
     assert [r.split(" | ")[0] for r in rows] == ["| activation=relu", "| activation=tanh", "| depth=1", "| depth=2"]
+    val_acc = [float(r.split(" | ")[4]) for r in rows]
+    assert all(0 <= v <= 100 for v in val_acc)  # accuracies in %, not the monitored val/loss (about 1.4 here)
     versions = sorted((tmp_path / "runs" / "sweep_music_genre").glob("version_*"))
     assert len(versions) == 4
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
