@@ -77,7 +77,9 @@ class GenreClassifier(pl.LightningModule):
         """One optimiser step per (x, y) batch: a single batch or a list of them (batches_per_step)."""
         opt, sched, clip = self.optimizers(), self.lr_schedulers(), self.hparams.get("gradient_clip_val")
         trainer, rows = self.trainer, 0
-        for x, y in batch if isinstance(batch, list) else [batch]:
+        # a group is a list of (x, y) pairs; a DataLoader's default collate gives one batch as [x, y]
+        group = batch if isinstance(batch, list) and isinstance(batch[0], (tuple, list)) else [batch]
+        for x, y in group:
             if 0 <= trainer.max_steps <= trainer.global_step:  # Lightning checks max_steps only between calls
                 break
             loss, logits = self.training_loss(x, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
@@ -43,3 +44,13 @@ def test_tabm_mini_has_adapters_only_in_the_first_layer() -> None:
     net = models.build("tabm", 5, 2, k=3, hidden_dims=[8, 8], mini=True)
     adapters = [m.r is not None for m in net.body if hasattr(m, "r")]
     assert adapters == [True, False]
+
+
+def test_training_step_takes_a_plain_dataloader_batch(data_env) -> None:
+    # a TensorDataset through a DataLoader arrives as [x, y] (a list), not as a group of batches
+    x, y = torch.randn(64, 7), torch.randint(0, 3, (64,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    model = GenreClassifier(7, 3)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, loader)
+    assert trainer.global_step == 4
