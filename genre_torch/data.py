@@ -227,11 +227,11 @@ class GenreDataModule(pl.LightningDataModule):
         labels = frame[self.spec.target]
         groups = None
         if self.split == "artist":
-            artists = frame[next(iter(self.spec.meta))]
+            all_groups = artist_groups(frame[next(iter(self.spec.meta))])
             self.splits = group_split_indices(
-                labels.to_numpy(), artists, self.test_fraction, self.val_fraction, self.split_seed
+                labels.to_numpy(), all_groups, self.test_fraction, self.val_fraction, self.split_seed
             )
-            groups = artist_groups(artists.iloc[self.splits["train"]])  # out-of-fold encoding by artist too
+            groups = all_groups[self.splits["train"]]  # the out-of-fold encoding folds by artist too
         else:
             self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
         pre, target, train = self.preprocessor, self.spec.target, self.splits["train"]

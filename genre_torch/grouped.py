@@ -21,10 +21,9 @@ def artist_groups(artists: pd.Series, separator: str | None = ";") -> np.ndarray
 
 
 def group_split_indices(
-    labels: np.ndarray, artists: pd.Series, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+    labels: np.ndarray, groups: np.ndarray, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
 ) -> dict[str, np.ndarray]:
-    """Stratified-as-possible split by artist group: test about test_fraction, val about val_fraction of the rest."""
-    groups = artist_groups(artists)
+    """Stratified-as-possible split by group id (artist_groups): test ~test_fraction, val ~val_fraction of the rest."""
     if len(np.unique(groups)) < 3:
         raise GenreTorchError("an artist-grouped split needs at least 3 distinct artist groups")
     idx = np.arange(len(labels))
