@@ -44,10 +44,12 @@ class EpochTimer(pl.Callback):
         self.start = self.last = self.now()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.strategy.root_device.type == "cuda" and args[-1] == trainer.num_training_batches - 1:
-            self.times.setdefault("gpu_util", []).append(gpu_utilization())  # before the queue drains
+        last_on_gpu = trainer.strategy.root_device.type == "cuda" and args[-1] == trainer.num_training_batches - 1
+        if last_on_gpu:
             torch.cuda.synchronize()  # the epoch's queued GPU work is part of its time
         self.last = self.now()
+        if last_on_gpu:  # NVML's busy share over its last sample period (~1/6 s), outside the timed span
+            self.times.setdefault("gpu_util", []).append(gpu_utilization())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start is not None:
@@ -89,6 +91,8 @@ def plain_loop(
 ) -> dict[str, list[float]]:
     """A hand-written loop on a copy of the model: same optimiser, batches, loss; plus a validation pass."""
     net = copy.deepcopy(model.backbone).to(device).train()
+    if model.hparams.get("compile"):
+        net.compile()
     opt = model.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     opt = type(opt)(net.parameters(), **opt.defaults)  # the same optimiser class and settings, on the copy
@@ -124,12 +128,25 @@ def plain_loop(
 
 
 def compare(
-    config: str, batch_size: int, epochs: int, workdir: Path, gpu_precision: str | None = None
+    config: str,
+    batch_size: int,
+    epochs: int,
+    workdir: Path,
+    gpu_precision: str | None = None,
+    repeat: int = 1,
+    compile: bool = False,
 ) -> tuple[dict, dict, GenreCLI]:
-    """One round: the plain loop, then Lightning fit, from the same initial weights and tensors (GPU if asked)."""
+    """One round: the plain loop, then Lightning fit, from the same initial weights and tensors (GPU if asked).
+
+    repeat > 1 trains on the training rows repeated that many times (a larger set of the same shape).
+    """
     gpu = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", gpu_precision]
-    cli = build_cli(config, batch_size, epochs, workdir, gpu if gpu_precision else [])
+    extra = (gpu if gpu_precision else []) + (["--model.compile", "true"] if compile else [])
+    cli = build_cli(config, batch_size, epochs, workdir, extra)
     cli.datamodule.setup("fit")
+    if repeat > 1:
+        x, y = cli.datamodule.tensors["train"]
+        cli.datamodule.tensors["train"] = (x.repeat(repeat, 1), y.repeat(repeat))
     bf16 = gpu_precision == "bf16-mixed"
     plain = plain_loop(cli.model, cli.datamodule, epochs, "cuda" if gpu_precision else "cpu", bf16)
     timer = EpochTimer()
@@ -141,12 +158,12 @@ def compare(
 
 
 @torch.inference_mode()
-def inference(cli: GenreCLI, repeats: int = 5) -> dict[str, float]:
+def inference(cli: GenreCLI, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Rows/s of the trained model on every encoded row: batches of 4096, one full batch, and Predictor.predict."""
     from genre_torch.predict import Predictor
 
-    model, dm = cli.model.eval(), cli.datamodule
-    device = next(model.parameters()).device
+    device = torch.device(device)
+    model, dm = cli.model.to(device).eval(), cli.datamodule  # Lightning leaves a fitted model on the CPU
     x = torch.cat([dm.tensors[k][0] for k in ("train", "val", "test")]).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     out: dict[str, float] = {}
@@ -194,11 +211,12 @@ print(json.dumps({"import_s": imported - start, "load_s": time.perf_counter() - 
 """
 
 
-def end_to_end(config: str, workdir: Path, quick: bool = False) -> dict[str, Any]:
+def end_to_end(config: str, workdir: Path, quick: bool = False, more_configs: list[str] = ()) -> dict[str, Any]:
     """Wall time of `genre-torch fit --config CONFIG` to early stop incl. test, and its startup on its own."""
     exe = Path(sys.executable).with_name("genre-torch")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "genre_torch.cli"]
-    args = ["fit", "--config", str(Path(config).resolve())] + (["--trainer.max_epochs", "2"] if quick else [])
+    configs = [arg for c in (config, *more_configs) for arg in ("--config", str(Path(c).resolve()))]
+    args = ["fit", *configs] + (["--trainer.max_epochs", "2"] if quick else [])
     text, wall, rss, cpu = _run(cmd + args, workdir)
     acc = re.search(r"test accuracy: ([0-9.]+)", text)
     last = next(workdir.glob("checkpoints/*/version_*/last.ckpt"))

@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no_e2e", action="store_true", help="skip the end-to-end `genre-torch fit` run")
     p.add_argument("--gpu_config", default=str(ROOT / "configs" / "spotify_tracks.yaml"), help="GPU rows (if CUDA)")
     p.add_argument("--gpu_batch_sizes", type=int, nargs="+", default=[4096, 16384])
+    p.add_argument("--gpu_repeat", type=int, default=10, help="GPU rows train on the training rows repeated N times")
+    p.add_argument("--gpu_compile", action="store_true", help="GPU rows also with --model.compile (both sides)")
+    p.add_argument("--gpu_only", action="store_true", help="only the GPU rows (and a GPU end-to-end fit)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round of 2 epochs, default batch only")
     p.add_argument("--json", help="also write the results as JSON to this file ('-' for stdout)")
     return p.parse_args(argv)
@@ -64,15 +67,22 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def training_rows(
-    config: str, batch_sizes: list[int], args: argparse.Namespace, workdir: Path, gpu_precision: str | None = None
+    config: str,
+    batch_sizes: list[int],
+    args: argparse.Namespace,
+    workdir: Path,
+    gpu_precision: str | None = None,
+    compile: bool = False,
 ) -> tuple[list, Any]:
     """Plain loop vs Lightning per batch size: one dict per batch size, and the last trained CLI."""
     rows, cli = [], None
+    repeat = args.gpu_repeat if gpu_precision else 1
     for bs in batch_sizes:
         plain: dict[str, list[float]] = {}
         light: dict[str, list[float]] = {}
         for r in range(args.rounds):
-            p, lt, cli = compare(config, bs, args.epochs + 1, workdir / f"{gpu_precision}bs{bs}_r{r}", gpu_precision)
+            folder = workdir / f"{gpu_precision}{compile}bs{bs}_r{r}"
+            p, lt, cli = compare(config, bs, args.epochs + 1, folder, gpu_precision, repeat, compile)
             for key, values in p.items():
                 plain.setdefault(key, []).extend(values[1:] if key not in ("rows", "steps") else values)
             for key, values in lt.items():
@@ -80,6 +90,7 @@ def training_rows(
         n = plain.pop("rows")[0]
         light.pop("rows")
         row = {"batch_size": bs, "train_rows": int(n), "steps": int(plain.pop("steps")[0]), "precision": gpu_precision}
+        row["compile"] = compile
         light.pop("steps")
         for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
             row[f"plain_{key}"], row[f"lightning_{key}"] = median(plain[key]), median(light[key])
@@ -142,31 +153,47 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
     }
-    print(f"{args.config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
-    print(f"CPU training: medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
+    config = args.gpu_config if args.gpu_only else args.config
+    print(f"{config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    print(f"medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
     print("s = train seconds per epoch (wall); ratio = Lightning / plain; ms/step = Lightning overhead in CPU ms")
-    print_header()
+    if not args.gpu_only:
+        print_header()
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
         workdir = Path(tmp)
-        result["cpu_training"], cli = training_rows(args.config, batch_sizes, args, workdir)
+        if not args.gpu_only:
+            result["cpu_training"], cli = training_rows(args.config, batch_sizes, args, workdir)
         if torch.cuda.is_available():  # GPU rows only where there is one
             print(f"GPU {torch.cuda.get_device_name()}: {args.gpu_config}, data resident on the device")
+            print(f"training rows repeated {args.gpu_repeat} times; fp32 matmuls are full fp32 (no TF32)")
             result["gpu_training"] = []
-            for precision in ("32-true", "bf16-mixed"):
-                print(f"precision {precision}")
-                print_header()
-                rows, gpu_cli = training_rows(args.gpu_config, args.gpu_batch_sizes, args, workdir, precision)
-                result["gpu_training"] += rows
-                for row in rows:
-                    print(f"batch {row['batch_size']}: GPU utilisation {row.get('gpu_util_pct', float('nan')):.0f} %")
-            result["gpu_inference"] = inference(gpu_cli, repeats=1 if args.quick else 5)
+            for compile in (False, True) if args.gpu_compile else (False,):
+                for precision in ("32-true", "bf16-mixed"):
+                    print(f"precision {precision}" + (", torch.compile (both sides)" if compile else ""))
+                    print_header()
+                    rows, gpu_cli = training_rows(
+                        args.gpu_config, args.gpu_batch_sizes, args, workdir, precision, compile
+                    )
+                    result["gpu_training"] += rows
+                    for row in rows:
+                        util = row.get("gpu_util_pct", float("nan"))
+                        print(f"batch {row['batch_size']}: GPU utilisation {util:.0f} %")
+            result["gpu_inference"] = inference(gpu_cli, repeats=1 if args.quick else 5, device="cuda")
             for name, value in result["gpu_inference"].items():
                 print(f"GPU inference {name} (fp32): {value:,.0f} rows/s")
-        result["inference"] = inference(cli, repeats=1 if args.quick else 5)
-        for name, value in result["inference"].items():
-            print(f"inference {name}: {value:,.0f} rows/s")
+            if not args.no_e2e:
+                gpu = [str(ROOT / "configs" / "presets" / "gpu.yaml")]
+                result["gpu_end_to_end"] = e2e = end_to_end(args.gpu_config, workdir / "gpu_e2e", args.quick, gpu)
+                print(
+                    f"GPU end to end `{e2e['command']}`: {e2e['wall_s']:.1f} s wall, {e2e['epochs']} epochs, "
+                    f"test accuracy {e2e['test_accuracy']}"
+                )
+        if not args.gpu_only:
+            result["inference"] = inference(cli, repeats=1 if args.quick else 5)
+            for name, value in result["inference"].items():
+                print(f"inference {name}: {value:,.0f} rows/s")
         result["peak_rss_mib_bench"] = peak_rss_mib()
-        if not args.no_e2e:
+        if not args.no_e2e and not args.gpu_only:
             e2e = end_to_end(args.config, workdir / "e2e", quick=args.quick)
             result["end_to_end"] = e2e
             print(
