@@ -66,7 +66,7 @@ class GenreClassifier(pl.LightningModule):
         # plain tensors, not buffers: DDP overwrites buffers with rank 0's at every forward (broadcast_buffers)
         self._train_loss, self._train_correct, self._train_rows = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         self.preprocessor_state: dict[str, Any] | None = None
-        self._direct_backward = False
+        self._direct_backward, self._cuda_rng_state = False, None
         self._ensemble, self._smoothing = hasattr(self.backbone, "forward_members"), label_smoothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,9 @@ class GenreClassifier(pl.LightningModule):
         self._direct_backward = isinstance(trainer.strategy, SingleDeviceStrategy) and (
             getattr(trainer.precision_plugin, "scaler", None) is None
         )
+        if self._cuda_rng_state is not None and self.device.type == "cuda":  # a resumed run's dropout masks
+            torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
+        self._cuda_rng_state = None
 
     def on_train_epoch_start(self) -> None:
         self._train_loss = torch.zeros((), device=self.device)
@@ -207,8 +210,12 @@ class GenreClassifier(pl.LightningModule):
         if self.preprocessor_state is not None:
             checkpoint[CHECKPOINT_KEY] = self.preprocessor_state
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.preprocessor_state = checkpoint.get(CHECKPOINT_KEY)
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+        # restored before the model moves to its GPU: set in on_train_start
+        self._cuda_rng_state = checkpoint.get("cuda_rng_state")

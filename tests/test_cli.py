@@ -58,9 +58,9 @@ def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
 
     best = cli_a.trainer.checkpoint_callback.best_model_path
     ckpt = torch.load(best, weights_only=True)  # only plain tensors and primitives inside
-    restored = GenreClassifier.load_from_checkpoint(best).eval()
-    x, _ = cli_a.datamodule.tensors["test"]
-    trained = GenreClassifier.load_from_checkpoint(best).eval()
+    restored = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
+    x = cli_a.datamodule.tensors["test"][0].cpu()  # on the GPU where there is one
+    trained = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     assert torch.equal(restored(x), trained(x))
     pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
     dm = cli_a.datamodule
