@@ -95,7 +95,8 @@ class GenreClassifier(pl.LightningModule):
                 sched.step()
             # in-place adds on detached values: nothing recorded for autograd, no host sync
             self._train_loss.add_(loss.detach(), alpha=len(y))
-            self._train_correct.add_((logits.argmax(1) == y).sum())
+            # "true class has the top logit": on the CPU 4x cheaper than argmax over 114 classes
+            self._train_correct.add_((logits.gather(1, y[:, None]) >= logits.amax(1, keepdim=True)).sum())
             rows += len(y)
         self._train_rows += rows
 

@@ -50,6 +50,19 @@ def test_every_config_parses(capsys, config: str, preset: str | None) -> None:
     assert "class_path: pytorch_lightning" not in capsys.readouterr().out.replace("pytorch_lightning.", "")
 
 
+def test_train_metrics_are_the_epoch_means_over_every_training_row(data_env) -> None:
+    # lr 0: the weights stay at their initialisation, so the epoch's running metrics must equal one pass
+    cli = run_cli(fit("spotify_tracks", "--model.lr", "0", "--trainer.max_epochs", "1")[1:], run=False)  # no subcommand
+    cli.datamodule.setup("fit")
+    x, y = cli.datamodule.tensors["train"]
+    with torch.no_grad():
+        logits = cli.model(x)
+        loss, acc = torch.nn.functional.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    logged = cli.trainer.callback_metrics
+    assert torch.allclose(logged["train/loss"], loss, atol=1e-5) and torch.allclose(logged["train/acc"], acc)
+
+
 def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
     cli_a = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
     cli_b = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
