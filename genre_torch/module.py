@@ -66,7 +66,8 @@ class GenreClassifier(pl.LightningModule):
         # plain tensors, not buffers: DDP overwrites buffers with rank 0's at every forward (broadcast_buffers)
         self._train_loss, self._train_correct, self._train_rows = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         self.preprocessor_state: dict[str, Any] | None = None
-        self._direct_backward, self._cuda_rng_state = False, None
+        self._direct_steps: Any = None
+        self._cuda_rng_state: torch.Tensor | None = None
         self._ensemble, self._smoothing = hasattr(self.backbone, "forward_members"), label_smoothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,8 +76,9 @@ class GenreClassifier(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One optimiser step per (x, y) batch: a single batch or a list of them (batches_per_step)."""
-        opt, sched, clip = self.optimizers(), self.lr_schedulers(), self.hparams.get("gradient_clip_val")
-        trainer, rows = self.trainer, 0
+        steps = self._direct_steps  # Lightning's count of manual optimiser steps, when stepping directly
+        opt, sched = self.optimizers(use_pl_optimizer=steps is None), self.lr_schedulers()
+        trainer, rows, clip = self.trainer, 0, self.hparams.get("gradient_clip_val")
         # a group is a list of (x, y) pairs; a DataLoader's default collate gives one batch as [x, y]
         group = batch if isinstance(batch, list) and isinstance(batch[0], (tuple, list)) else [batch]
         for x, y in group:
@@ -84,13 +86,16 @@ class GenreClassifier(pl.LightningModule):
                 break
             loss, logits = self.training_loss(x, y)
             opt.zero_grad(set_to_none=True)
-            if self._direct_backward:
-                loss.backward()
-            else:
+            if steps is None:
                 self.manual_backward(loss)
+            else:
+                loss.backward()
             if clip:
                 self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
             opt.step()
+            if steps is not None:  # what LightningOptimizer.step records: global_step counts these
+                steps.increment_ready()
+                steps.increment_completed()
             if sched is not None:
                 sched.step()
             # in-place adds on detached values: nothing recorded for autograd, no host sync
@@ -110,12 +115,16 @@ class GenreClassifier(pl.LightningModule):
         return loss, out.detach().mean(1)
 
     def on_train_start(self) -> None:
-        # Lightning's backward adds only hook calls (on_before/after_backward) on one device without
-        # loss scaling, ~0.25 ms a step on CPU; DDP and fp16 scaling need it (manual_backward)
+        # On one device without loss scaling, Lightning's manual_backward and LightningOptimizer.step add
+        # only hook dispatch (on_before/after_backward, on_before_optimizer_step), about as much CPU time
+        # as the step of a small MLP. There the module calls backward and the torch optimiser itself and
+        # advances Lightning's step count (global_step, max_steps); DDP and fp16 scaling go through Lightning.
         trainer = self.trainer
-        self._direct_backward = isinstance(trainer.strategy, SingleDeviceStrategy) and (
+        direct = isinstance(trainer.strategy, SingleDeviceStrategy) and (
             getattr(trainer.precision_plugin, "scaler", None) is None
         )
+        manual = getattr(trainer.fit_loop.epoch_loop, "manual_optimization", None)
+        self._direct_steps = getattr(manual, "optim_step_progress", None) if direct else None
         if self._cuda_rng_state is not None and self.device.type == "cuda":  # a resumed run's dropout masks
             torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
         self._cuda_rng_state = None

@@ -104,8 +104,27 @@ def test_batches_per_step_trains_exactly_like_one_batch_per_step(data_env) -> No
     grouped = run_cli([*args, "--data.batches_per_step", "3"])
     assert (one.trainer.num_training_batches, grouped.trainer.num_training_batches) == (7, 3)  # 7 batches of 64
     assert one.trainer.global_step == grouped.trainer.global_step == 3 * 7
+    assert one.model._direct_steps is not None  # this Lightning still counts steps where the module looks
     for key, value in one.model.state_dict().items():
         assert torch.equal(value, grouped.model.state_dict()[key]), key
+
+
+def test_direct_steps_train_exactly_like_lightnings_optimizer_step(data_env, monkeypatch) -> None:
+    args = fit("music_genre", "--model.arch_args.dropout", "0.2", "--model.scheduler", "onecycle")
+    args += ["--model.gradient_clip_val", "0.5", "--data.batches_per_step", "3"]
+    direct = run_cli(args)
+    start = GenreClassifier.on_train_start
+
+    def through_lightning(self: GenreClassifier) -> None:
+        start(self)
+        self._direct_steps = None  # manual_backward and LightningOptimizer.step, as under DDP
+
+    monkeypatch.setattr(GenreClassifier, "on_train_start", through_lightning)
+    hooked = run_cli(args)
+    assert direct.model._direct_steps is not None and hooked.model._direct_steps is None
+    assert direct.trainer.global_step == hooked.trainer.global_step == 3 * 7
+    for key, value in direct.model.state_dict().items():
+        assert torch.equal(value, hooked.model.state_dict()[key]), key
     # max_steps inside a group: stops on the step (onecycle would raise on a step past its total)
     capped = run_cli([*fit("music_genre"), "--data.batches_per_step", "4", "--trainer.max_steps", "5"])
     assert capped.trainer.global_step == 5
