@@ -20,7 +20,7 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     folder = real_file("music_genre").parent
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
     cmd += ["--seeds", "0", "1", "--ensemble"]
-    env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin"}
+    env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
     assert len(table) == 6  # (hgb, best, best's seed ensemble) x (audio, audio+meta)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quick_sweep_logs_hparams_and_prints_summary(data_env, tmp_path) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--quick", "--runs_dir", "runs"]
-    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin"}
+    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     rows = [line for line in out.splitlines() if line.startswith("| activation=") or line.startswith("| depth=")]
     assert [r.split(" | ")[0] for r in rows] == ["| activation=relu", "| activation=tanh", "| depth=1", "| depth=2"]

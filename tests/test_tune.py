@@ -19,7 +19,7 @@ def test_quick_study_writes_a_usable_config(data_env, tmp_path, capsys) -> None:
     pytest.importorskip("optuna")
     out = tmp_path / "tuned.yaml"
     cmd = [sys.executable, str(ROOT / "scripts" / "tune.py"), "--quick", "--features", "audio+meta", "--out", str(out)]
-    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin"}
+    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
     assert "best validation accuracy" in done.stdout
     config = yaml.safe_load(out.read_text())
