@@ -3,6 +3,7 @@
     python scripts/bench_speed.py                       # music_genre: batch = config default, 256, 1024, 4096
     python scripts/bench_speed.py --config configs/spotify_tracks.yaml --batch_sizes 512 16384
     python scripts/bench_speed.py --quick --json out.json   # CI smoke run (tests never assert on timings)
+    python scripts/bench_speed.py --gpu_only [--gpu_compile]  # GPU machine: GPU rows and a GPU end-to-end fit
 
 Per batch size, rounds of [plain loop, Lightning fit] run back to back in this process on the same
 tensors, model, optimiser (GenreClassifier.configure_optimizers), shuffle and thread count; the first
@@ -53,7 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu_only", action="store_true", help="only the GPU rows (and a GPU end-to-end fit)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round of 2 epochs, default batch only")
     p.add_argument("--json", help="also write the results as JSON to this file ('-' for stdout)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.gpu_only and not torch.cuda.is_available():
+        p.error("--gpu_only needs a CUDA GPU and none is visible; drop it for the CPU rows")
+    return args
 
 
 def median(values: list[float]) -> float:

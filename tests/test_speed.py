@@ -73,3 +73,10 @@ def test_gpu_utilization_is_a_percentage_or_nan() -> None:
     value = gpu_utilization()
     assert math.isnan(value) or 0 <= value <= 100
     assert torch.cuda.is_available() or math.isnan(value)  # no GPU: NaN, not a made-up number
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_gpu_only_without_a_gpu_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        script_main("bench_speed.py")(["--gpu_only"])
+    assert exit_info.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
