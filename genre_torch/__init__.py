@@ -1,19 +1,27 @@
-"""genre_torch: learn the genre of a song from its Spotify audio features."""
+"""genre_torch: learn the genre of a song from its Spotify audio features.
 
-from genre_torch.data import GenreDataModule
-from genre_torch.datasets import SPECS, DatasetSpec
-from genre_torch.errors import GenreTorchError
-from genre_torch.module import GenreClassifier
-from genre_torch.predict import Predictor, load_predictor
-from genre_torch.preprocessing import Preprocessor
+The names below are imported on first use, so `import genre_torch` (and `genre-torch --help`) stays fast.
+"""
 
-__all__ = [
-    "SPECS",
-    "DatasetSpec",
-    "GenreClassifier",
-    "GenreDataModule",
-    "GenreTorchError",
-    "Predictor",
-    "Preprocessor",
-    "load_predictor",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetSpec": "genre_torch.core.datasets",
+    "GenreClassifier": "genre_torch.core.module",
+    "GenreDataModule": "genre_torch.core.data",
+    "GenreTorchError": "genre_torch.core.errors",
+    "Predictor": "genre_torch.tools.predict",
+    "Preprocessor": "genre_torch.core.preprocessing",
+    "load_predictor": "genre_torch.tools.predict",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first access (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'genre_torch' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

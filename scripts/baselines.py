@@ -31,8 +31,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
 
 from genre_torch.cli import run_cli
-from genre_torch.data import GenreDataModule
-from genre_torch.trees import fit_predict_hgb, hgb_model
+from genre_torch.core.data import GenreDataModule
+from genre_torch.tools.trees import fit_predict_hgb, hgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("logreg", "rf", "hgb", "kmeans", "mlp")

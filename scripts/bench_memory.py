@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch import data
 from genre_torch.cli import run_cli
+from genre_torch.core import data
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMERIC = ["danceability", "energy", "loudness", "speechiness", "acousticness", "instrumentalness"]

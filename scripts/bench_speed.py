@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import yaml
 
-from genre_torch.speed import compare, end_to_end, inference
+from genre_torch.tools.speed import compare, end_to_end, inference
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,11 +32,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
 
 from genre_torch.cli import run_cli
-from genre_torch.data import GenreDataModule, find_data_file, read_csv
-from genre_torch.datasets import get_spec
-from genre_torch.module import GenreClassifier
-from genre_torch.preprocessing import Preprocessor
-from genre_torch.trees import fit_predict_hgb, hgb_model
+from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
+from genre_torch.core.datasets import get_spec
+from genre_torch.core.module import GenreClassifier
+from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.tools.trees import fit_predict_hgb, hgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from genre_torch.data import find_data_file
-from genre_torch.datasets import SPECS, get_spec
-from genre_torch.prepare import prepare
-from genre_torch.prepared import compare
+from genre_torch.core.data import find_data_file
+from genre_torch.core.datasets import SPECS, get_spec
+from genre_torch.core.prepared import compare
+from genre_torch.tools.prepare import prepare
 
 
 def main() -> None:

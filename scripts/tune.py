@@ -23,8 +23,8 @@ import pytorch_lightning as pl
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping
 
-from genre_torch.data import GenreDataModule
-from genre_torch.module import GenreClassifier
+from genre_torch.core.data import GenreDataModule
+from genre_torch.core.module import GenreClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from genre_torch import models
-from genre_torch.module import GenreClassifier
+from genre_torch.core import models
+from genre_torch.core.module import GenreClassifier
 
 
 def test_plr_embeds_only_the_leading_numeric_columns() -> None:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genre_torch import preprocessing
-from genre_torch.datasets import get_spec
-from genre_torch.preprocessing import Preprocessor
+from genre_torch.core import preprocessing
+from genre_torch.core.datasets import get_spec
+from genre_torch.core.preprocessing import Preprocessor
 from tests.conftest import make_spotify_tracks
 
 

@@ -10,8 +10,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
-from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
-from genre_torch.preprocessing import Preprocessor
+from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.preprocessing import Preprocessor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]

@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import run_cli
-from genre_torch.data import GenreDataModule
+from genre_torch.core.data import GenreDataModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 COMMON = ["--config", str(CONFIGS / "music_genre.yaml"), "--trainer.max_epochs", "1", "--num_threads", "1"]

@@ -12,9 +12,9 @@ import torch
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
-from genre_torch.errors import GenreTorchError
-from genre_torch.export import ExportedModel, raw_matrix
-from genre_torch.module import CHECKPOINT_KEY
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.module import CHECKPOINT_KEY
+from genre_torch.tools.export import ExportedModel, raw_matrix
 from tests.trained import trained
 
 

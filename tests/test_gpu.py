@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genre_torch.cli import run_cli
-from genre_torch.predict import load_predictor
+from genre_torch.tools.predict import load_predictor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genre_torch import models
-from genre_torch.errors import GenreTorchError
+from genre_torch.core import models
+from genre_torch.core.errors import GenreTorchError
 
 
 @pytest.mark.parametrize("name", models.names())

@@ -14,7 +14,7 @@ import pytest
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
-from genre_torch.predict import ALL_MISSING
+from genre_torch.tools.predict import ALL_MISSING
 from tests.conftest import make_music_genre
 from tests.trained import trained
 

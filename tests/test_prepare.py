@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from genre_torch.cli import main, run_cli
-from genre_torch.data import GenreDataModule
-from genre_torch.errors import GenreTorchError
-from genre_torch.prepared import PreparedData, compare, split_files
-from genre_torch.streaming import ParquetBatches
+from genre_torch.core.data import GenreDataModule
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.prepared import PreparedData, compare, split_files
+from genre_torch.core.streaming import ParquetBatches
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]
@@ -79,7 +79,7 @@ def test_training_from_parquet_matches_training_from_csv(prepared, capsys) -> No
 
 def write_row_groups(tmp_path: Path, rows: int = 230, group: int = 40) -> tuple[list[Path], np.ndarray]:
     """Two Parquet files of small row groups; features[:, 0] is the row number."""
-    from genre_torch.prepare import features_table
+    from genre_torch.tools.prepare import features_table
 
     x = np.stack([np.arange(rows, dtype=np.float32), np.ones(rows, np.float32)], axis=1)
     files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]

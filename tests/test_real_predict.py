@@ -12,7 +12,7 @@ import pytest
 
 from genre_torch import load_predictor
 from genre_torch.cli import main, run_cli
-from genre_torch.export import raw_matrix
+from genre_torch.tools.export import raw_matrix
 from tests.conftest import real_file
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "spotify_tracks.yaml")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from genre_torch import figures
 from genre_torch.cli import main, run_cli
+from genre_torch.tools import figures
 from tests.trained import CONFIGS, trained
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_torch.data import split_indices
-from genre_torch.datasets import SPECS
-from genre_torch.prepare import prepare
-from genre_torch.prepared import PreparedData, compare, table_arrays
+from genre_torch.core.datasets import SPECS
+from genre_torch.core.prepared import PreparedData, compare, table_arrays
+from genre_torch.core.split import split_indices
+from genre_torch.tools.prepare import prepare
 from tests.conftest import make_music_genre, make_spotify_tracks
 
 pytest.importorskip("pyspark")  # the [spark] extra
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", autouse=True)
 def spark():
     """One local[2] session for the whole module (starting the JVM is the slow part)."""
-    from genre_torch.spark_engine import session
+    from genre_torch.tools.spark_engine import session
 
     spark = session("local[2]")
     yield spark
@@ -79,8 +79,8 @@ def test_spark_matches_pandas(tmp_path: Path, name: str) -> None:
 
 
 def test_pandas_mapping_follows_read_csv_types() -> None:
-    from genre_torch.datasets import to_category
-    from genre_torch.spark_engine import pandas_mapping
+    from genre_torch.core.datasets import to_category
+    from genre_torch.tools.spark_engine import pandas_mapping
 
     assert pandas_mapping(["true", "False"], False, to_category) == {"true": "True", "False": "False"}
     assert pandas_mapping(["3.0", "4"], True, to_category) == {"3.0": "3", "4": "4"}

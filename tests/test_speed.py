@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from genre_torch.cli import run_cli
-from genre_torch.data import GenreDataModule
-from genre_torch.speed import compare, gpu_utilization
+from genre_torch.core.data import GenreDataModule
+from genre_torch.tools.speed import compare, gpu_utilization
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_torch.cli import run_cli
-from genre_torch.data import GenreDataModule
+from genre_torch.core.data import GenreDataModule
 from tests.conftest import make_music_genre, make_spotify_tracks
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

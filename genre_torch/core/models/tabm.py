@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genre_torch.models import layers, register
-from genre_torch.models.plr import NumericEmbeddingInput
+from genre_torch.core.models import layers, register
+from genre_torch.core.models.plr import NumericEmbeddingInput
 
 
 class LinearBE(nn.Module):

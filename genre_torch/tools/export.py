@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genre_torch.errors import GenreTorchError
-from genre_torch.module import CHECKPOINT_KEY
-from genre_torch.tools import ArgumentParser, atomic_path, load_checkpoint, load_model
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.module import CHECKPOINT_KEY
+from genre_torch.tools.common import ArgumentParser, atomic_path, load_checkpoint, load_model
 
 FORMATS = ("onnx", "torchscript")
 SUPPORTED_STATE = {"numeric", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}

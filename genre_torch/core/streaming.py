@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_torch.prepared import table_arrays
+from genre_torch.core.prepared import table_arrays
 
 
 class ParquetBatches:

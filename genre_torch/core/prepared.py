@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from genre_torch.errors import GenreTorchError
-from genre_torch.preprocessing import Preprocessor
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.preprocessing import Preprocessor
 
 STATE_FILE = "preprocessing.json"
 SPLITS = ("train", "val", "test")
@@ -112,7 +112,7 @@ class PreparedData:
         self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
     ) -> Any:
         """A split streamed from its Parquet row groups (streaming.ParquetBatches)."""
-        from genre_torch.streaming import ParquetBatches
+        from genre_torch.core.streaming import ParquetBatches
 
         return ParquetBatches(split_files(self.path, split), batch_size, shuffle, seed, rank, world_size)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from genre_torch.data import GenreDataModule, find_data_file
-from genre_torch.datasets import SPECS, DatasetSpec, get_spec
-from genre_torch.errors import GenreTorchError
-from genre_torch.prepared import FORMAT, SPLITS, STATE_FILE, state_to_json
+from genre_torch.core.data import GenreDataModule, find_data_file
+from genre_torch.core.datasets import SPECS, DatasetSpec, get_spec
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.prepared import FORMAT, SPLITS, STATE_FILE, state_to_json
 
 ROW_GROUP_ROWS = 65536
 
@@ -69,7 +69,7 @@ def prepare(
         if engine == "pandas":
             state = prepare_pandas(spec, path, tmp, fractions, seed)
         elif engine == "spark":
-            from genre_torch import spark_engine
+            from genre_torch.tools import spark_engine
 
             state = spark_engine.prepare(spec, path, tmp, fractions, seed, master, conf)
         else:

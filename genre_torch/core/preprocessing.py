@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.errors import GenreTorchError
-from genre_torch.meta import TargetEncoder
+from genre_torch.core.encoders import TargetEncoder
+from genre_torch.core.errors import GenreTorchError
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.errors import GenreTorchError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

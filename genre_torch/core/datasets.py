@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.errors import GenreTorchError
 
 
 @dataclass(frozen=True)

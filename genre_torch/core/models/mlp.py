@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genre_torch.models import layers, register
+from genre_torch.core.models import layers, register
 
 
 @register("mlp")

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from sklearn.model_selection import train_test_split
 
-from genre_torch.datasets import DatasetSpec, get_spec
-from genre_torch.errors import GenreTorchError
-from genre_torch.grouped import artist_groups, group_split_indices
-from genre_torch.prepared import is_prepared, load_prepared
-from genre_torch.preprocessing import Preprocessor
+from genre_torch.core.datasets import DatasetSpec, get_spec
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.prepared import is_prepared, load_prepared
+from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.split import artist_groups, group_split_indices, split_indices
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
 
@@ -51,27 +50,6 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise GenreTorchError(
             f"{path} is not a readable CSV file ({type(e).__name__}: {e}); pass a .csv or .csv.gz"
         ) from None
-
-
-def split_indices(
-    labels: np.ndarray | pd.Series, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
-) -> dict[str, np.ndarray]:
-    """Canonical stratified split: test = test_fraction of all rows, val = val_fraction of the rest."""
-    labels = labels if isinstance(labels, pd.Series) else np.asarray(labels)  # a Series of Arrow strings stays one
-    codes, names = pd.factorize(labels, sort=True)  # ints in sorted-name order: the same split, fast
-    counts = np.bincount(codes, minlength=len(names))
-    if len(names) < 2:
-        raise GenreTorchError(f"the target has {len(names)} class(es); training needs at least 2")
-    smallest = int(counts.argmin())
-    try:
-        rest, test = train_test_split(np.arange(len(codes)), test_size=test_fraction, stratify=codes, random_state=seed)
-        train, val = train_test_split(rest, test_size=val_fraction, stratify=codes[rest], random_state=seed)
-    except ValueError:
-        raise GenreTorchError(
-            f"cannot make a stratified split: class {str(names[smallest])!r} has only {counts[smallest]} row(s); "
-            "every genre needs enough rows for train, validation and test: add rows or drop that class"
-        ) from None
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
 class TensorBatches:

@@ -6,11 +6,11 @@ import argparse
 import warnings
 from pathlib import Path
 
-from genre_torch import acquire
-from genre_torch.data import find_data_file, read_csv
-from genre_torch.datacheck import guess_spec, summary
-from genre_torch.datasets import SPECS, get_spec
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.data import find_data_file, read_csv
+from genre_torch.core.datasets import SPECS, get_spec
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.tools import acquire
+from genre_torch.tools.datacheck import guess_spec, summary
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,33 @@
-"""Artist-grouped split: no artist appears in two of train / validation / test (unseen-artist evaluation)."""
+"""Splits: the canonical stratified split, and the artist-grouped one (no artist in two of train/val/test)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.errors import GenreTorchError
+
+
+def split_indices(
+    labels: np.ndarray | pd.Series, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+) -> dict[str, np.ndarray]:
+    """Canonical stratified split: test = test_fraction of all rows, val = val_fraction of the rest."""
+    labels = labels if isinstance(labels, pd.Series) else np.asarray(labels)  # a Series of Arrow strings stays one
+    codes, names = pd.factorize(labels, sort=True)  # ints in sorted-name order: the same split, fast
+    counts = np.bincount(codes, minlength=len(names))
+    if len(names) < 2:
+        raise GenreTorchError(f"the target has {len(names)} class(es); training needs at least 2")
+    smallest = int(counts.argmin())
+    try:
+        rest, test = train_test_split(np.arange(len(codes)), test_size=test_fraction, stratify=codes, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction, stratify=codes[rest], random_state=seed)
+    except ValueError:
+        raise GenreTorchError(
+            f"cannot make a stratified split: class {str(names[smallest])!r} has only {counts[smallest]} row(s); "
+            "every genre needs enough rows for train, validation and test: add rows or drop that class"
+        ) from None
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
 def artist_groups(artists: pd.Series, separator: str | None = ";") -> np.ndarray:

@@ -16,13 +16,13 @@ import pandas as pd
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.inspection import permutation_importance
 
-from genre_torch import figures
-from genre_torch.data import GenreDataModule
-from genre_torch.errors import GenreTorchError
-from genre_torch.module import CHECKPOINT_KEY
-from genre_torch.predict import Predictor
-from genre_torch.preprocessing import Preprocessor
-from genre_torch.tools import ArgumentParser, load_checkpoint, load_model
+from genre_torch.core.data import GenreDataModule
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.module import CHECKPOINT_KEY
+from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.tools import figures
+from genre_torch.tools.common import ArgumentParser, load_checkpoint, load_model
+from genre_torch.tools.predict import Predictor
 
 
 class _Scorer:

@@ -12,8 +12,8 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from genre_torch import models
-from genre_torch.errors import GenreTorchError
+from genre_torch.core import models
+from genre_torch.core.errors import GenreTorchError
 
 CHECKPOINT_KEY = "genre_torch"
 
@@ -40,7 +40,7 @@ class GenreClassifier(pl.LightningModule):
         Args:
             num_features: Width of the encoded input (linked from the data module).
             num_classes: Number of genres (linked from the data module).
-            arch: Registered architecture name (see genre_torch.models.names()).
+            arch: Registered architecture name (see genre_torch.core.models.names()).
             arch_args: Settings of that architecture, e.g. {hidden_dims: [128, 64, 32], activation: relu}.
             optimizer: adam or adamw.
             lr: Learning rate.
@@ -153,7 +153,7 @@ class GenreClassifier(pl.LightningModule):
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc})
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Update the test metrics; the logits go to callbacks (genre_torch.report.TestReport)."""
+        """Update the test metrics; the logits go to callbacks (genre_torch.tools.report.TestReport)."""
         return self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1)
 
     def on_test_epoch_end(self) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genre_torch.data import split_indices
-from genre_torch.datasets import DatasetSpec, to_category
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.datasets import DatasetSpec, to_category
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.split import split_indices
 
 try:
     from pandas._libs.parsers import STR_NA_VALUES  # the strings pandas.read_csv reads as missing
@@ -107,7 +107,7 @@ def read_raw(spark: Any, path: Path) -> Any:
 
 
 def assign_splits(spark: Any, spec: DatasetSpec, df: Any, fractions: tuple[float, float], seed: int) -> Any:
-    """row_id = position among the cleaned rows; split from genre_torch.data.split_indices on the driver."""
+    """row_id = position among the cleaned rows; split from genre_torch.core.data.split_indices on the driver."""
     from pyspark.sql import functions as F
 
     keys = df.select("_line", spec.target).toPandas().sort_values("_line", kind="stable")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_torch.datasets import SPECS, DatasetSpec, to_category
+from genre_torch.core.datasets import SPECS, DatasetSpec, to_category
 
 
 def guess_spec(path: Path, frame: pd.DataFrame) -> DatasetSpec:

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn import metrics as skm
 
-from genre_torch import figures
+from genre_torch.tools import figures
 
 TOP_K = (3, 5)
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.errors import GenreTorchError
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 M = TypeVar("M", bound=type[nn.Module])

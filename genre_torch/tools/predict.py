@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.datasets import DatasetSpec, get_spec
-from genre_torch.errors import GenreTorchError
-from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
-from genre_torch.preprocessing import Preprocessor
-from genre_torch.tools import ArgumentParser, atomic_path, load_checkpoint, load_model
+from genre_torch.core.datasets import DatasetSpec, get_spec
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.tools.common import ArgumentParser, atomic_path, load_checkpoint, load_model
 
 TOP_K = 3
 ALL_MISSING = "every feature is missing"

@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 
 import torch
 
-from genre_torch.errors import GenreTorchError
-from genre_torch.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 
 
 class ArgumentParser(argparse.ArgumentParser):

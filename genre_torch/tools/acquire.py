@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from genre_torch.data import DATA_DIR_ENV
-from genre_torch.datasets import DatasetSpec
-from genre_torch.errors import GenreTorchError
+from genre_torch.core.data import DATA_DIR_ENV
+from genre_torch.core.datasets import DatasetSpec
+from genre_torch.core.errors import GenreTorchError
 
 
 @dataclass(frozen=True)

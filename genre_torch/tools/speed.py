@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from genre_torch.cli import GenreCLI, run_cli
-from genre_torch.data import GenreDataModule, TensorBatches
-from genre_torch.module import GenreClassifier
+from genre_torch.core.data import GenreDataModule, TensorBatches
+from genre_torch.core.module import GenreClassifier
 
 
 class EpochTimer(pl.Callback):
@@ -160,7 +160,7 @@ def compare(
 @torch.inference_mode()
 def inference(cli: GenreCLI, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Rows/s of the trained model on every encoded row: batches of 4096, one full batch, and Predictor.predict."""
-    from genre_torch.predict import Predictor
+    from genre_torch.tools.predict import Predictor
 
     device = torch.device(device)
     model, dm = cli.model.to(device).eval(), cli.datamodule  # Lightning leaves a fitted model on the CPU
@@ -205,7 +205,7 @@ import json, sys, time, yaml
 start = time.perf_counter()
 import genre_torch.cli
 imported = time.perf_counter()
-from genre_torch.data import GenreDataModule
+from genre_torch.core.data import GenreDataModule
 GenreDataModule(**yaml.safe_load(open(sys.argv[1]))["data"]).load()
 print(json.dumps({"import_s": imported - start, "load_s": time.perf_counter() - imported}))
 """

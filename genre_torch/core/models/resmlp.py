@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genre_torch.models import layers, register
+from genre_torch.core.models import layers, register
 
 
 class ResidualBlock(nn.Module):
