@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         cli = run_cli(
             [
                 *("--config", str(ROOT / "configs" / "spotify_tracks.yaml"), "--data.path", __file__),
-                *("--data.batch_size", str(args.batch_size), "--model.arch_args.hidden_dims", args.hidden_dims),
+                *("--data.batch_size", str(args.batch_size), "--model.backbone.hidden_dims", args.hidden_dims),
                 *("--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"),
                 *("--runs_dir", f"{tmp}/runs", "--checkpoints_dir", f"{tmp}/checkpoints"),
                 *("--num_threads", str(args.threads)),

@@ -1,15 +1,16 @@
-"""Speed benchmark: a plain PyTorch loop vs GenreClassifier + Trainer on the same in-memory tensors.
+"""Speed benchmark: a plain PyTorch loop vs GenreClassifier + Trainer (standard and fast path), same tensors.
 
     python scripts/bench_speed.py                       # music_genre: batch = config default, 256, 1024, 4096
     python scripts/bench_speed.py --config configs/spotify_tracks.yaml --batch_sizes 512 16384
     python scripts/bench_speed.py --quick --json out.json   # CI smoke run (tests never assert on timings)
     python scripts/bench_speed.py --gpu_only [--gpu_compile]  # GPU machine: GPU rows and a GPU end-to-end fit
 
-Per batch size, rounds of [plain loop, Lightning fit] run back to back in this process on the same
-tensors, model, optimiser (GenreClassifier.configure_optimizers), shuffle and thread count; the first
-epoch of each block is warm-up, the table shows medians of the rest. "train" times the training batches
-only (Lightning: first batch start to last batch end, every hook included); "epoch" adds the validation
-pass (Lightning: also checkpointing, early stopping and TensorBoard logging). The Lightning trainer is
+Per batch size, rounds of [plain loop, Lightning's standard path, the fast path (--data.batches_per_step
+--group)] run back to back in this process on the same tensors, initial weights, optimiser
+(GenreClassifier.configure_optimizers), criterion, shuffle and thread count; the first epoch of each
+block is warm-up, the table shows medians of the rest. "train" times the training batches only
+(Lightning: epoch start to validation start, every hook included); "epoch" adds the validation pass
+(Lightning: also checkpointing, early stopping and TensorBoard logging). The Lightning trainer is
 the one `genre-torch fit` builds (GenreCLI with the same config), progress bar off as in non-interactive
 runs. CPU time (process_time) is reported beside wall time: on a shared machine it is the steadier one.
 Then: end-to-end `genre-torch fit` in a subprocess (to early stop, incl. test) with its startup
@@ -44,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=str(ROOT / "configs" / "music_genre.yaml"), help="dataset config")
     p.add_argument("--batch_sizes", type=int, nargs="+", help="default: the config's, 256, 1024, 4096")
     p.add_argument("--epochs", type=int, default=5, help="measured epochs per block (plus 1 warm-up)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating [plain, Lightning] blocks per batch size")
+    p.add_argument("--rounds", type=int, default=2, help="[plain, default, fast] blocks per batch size")
+    p.add_argument("--group", type=int, default=64, help="batches per training_step call on the fast path")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides; 0 = torch default)")
     p.add_argument("--no_e2e", action="store_true", help="skip the end-to-end `genre-torch fit` run")
     p.add_argument("--gpu_config", default=str(ROOT / "configs" / "spotify_tracks.yaml"), help="GPU rows (if CUDA)")
@@ -78,32 +80,33 @@ def training_rows(
     gpu_precision: str | None = None,
     compile: bool = False,
 ) -> tuple[list, Any]:
-    """Plain loop vs Lightning per batch size: one dict per batch size, and the last trained CLI."""
+    """Plain loop vs Lightning's standard path vs the fast path, per batch size: one dict per batch size."""
     rows, cli = [], None
     repeat = args.gpu_repeat if gpu_precision else 1
     for bs in batch_sizes:
-        plain: dict[str, list[float]] = {}
-        light: dict[str, list[float]] = {}
+        times: dict[str, dict[str, list[float]]] = {}
         for r in range(args.rounds):
             folder = workdir / f"{gpu_precision}{compile}bs{bs}_r{r}"
-            p, lt, cli = compare(config, bs, args.epochs + 1, folder, gpu_precision, repeat, compile)
-            for key, values in p.items():
-                plain.setdefault(key, []).extend(values[1:] if key not in ("rows", "steps") else values)
-            for key, values in lt.items():
-                light.setdefault(key, []).extend(values[1:] if key not in ("rows", "steps") else values)
-        n = plain.pop("rows")[0]
-        light.pop("rows")
-        row = {"batch_size": bs, "train_rows": int(n), "steps": int(plain.pop("steps")[0]), "precision": gpu_precision}
-        row["compile"] = compile
-        light.pop("steps")
-        for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
-            row[f"plain_{key}"], row[f"lightning_{key}"] = median(plain[key]), median(light[key])
-            row[f"ratio_{key}"] = row[f"lightning_{key}"] / row[f"plain_{key}"]
-        row["plain_rows_per_s"] = n / row["plain_train_wall"]
-        row["lightning_rows_per_s"] = n / row["lightning_train_wall"]
-        row["overhead_ms_per_step_cpu"] = 1000 * (row["lightning_train_cpu"] - row["plain_train_cpu"]) / row["steps"]
-        if light.get("gpu_util"):  # sampled at the end of each Lightning epoch's training batches
-            row["gpu_util_pct"] = median(light["gpu_util"])
+            out, cli = compare(config, bs, args.epochs + 1, folder, gpu_precision, repeat, compile, args.group)
+            for side, values in out.items():
+                for key, vals in values.items():  # the first epoch of each block is warm-up
+                    times.setdefault(side, {}).setdefault(key, []).extend(
+                        vals if key in ("rows", "steps") else vals[1:]
+                    )
+        n, steps = times["plain"]["rows"][0], times["plain"]["steps"][0]
+        row = {"batch_size": bs, "train_rows": int(n), "steps": int(steps), "precision": gpu_precision}
+        row.update(compile=compile, group=args.group)
+        for side in ("plain", "default", "fast"):
+            for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
+                row[f"{side}_{key}"] = median(times[side][key])
+                if side != "plain":
+                    row[f"{side}_ratio_{key}"] = row[f"{side}_{key}"] / row[f"plain_{key}"]
+            row[f"{side}_rows_per_s"] = n / row[f"{side}_train_wall"]
+            if side != "plain":
+                cpu = row[f"{side}_train_cpu"] - row["plain_train_cpu"]
+                row[f"{side}_overhead_ms_per_step_cpu"] = 1000 * cpu / steps
+            if times[side].get("gpu_util"):  # sampled at the end of each epoch's training batches
+                row[f"{side}_gpu_util_pct"] = median(times[side]["gpu_util"])
         rows.append(row)
         print_training([row])
     return rows, cli
@@ -113,14 +116,16 @@ COLUMNS = [  # (header, key, format spec); a column is as wide as its header
     ("batch", "batch_size", "d"),
     ("steps", "steps", "d"),
     ("plain rows/s", "plain_rows_per_s", ",.0f"),
-    ("Light rows/s", "lightning_rows_per_s", ",.0f"),
-    ("plain s", "plain_train_wall", ".3f"),
-    ("Light s", "lightning_train_wall", ".3f"),
-    ("ratio", "ratio_train_wall", ".3f"),
-    ("CPU ratio", "ratio_train_cpu", ".3f"),
-    ("epoch ratio", "ratio_epoch_wall", ".3f"),
-    ("epoch CPU ratio", "ratio_epoch_cpu", ".3f"),
-    ("ms/step", "overhead_ms_per_step_cpu", ".2f"),
+    ("default rows/s", "default_rows_per_s", ",.0f"),
+    ("fast rows/s", "fast_rows_per_s", ",.0f"),
+    ("default ratio", "default_ratio_train_wall", ".3f"),
+    ("fast ratio", "fast_ratio_train_wall", ".3f"),
+    ("default CPU ratio", "default_ratio_train_cpu", ".3f"),
+    ("fast CPU ratio", "fast_ratio_train_cpu", ".3f"),
+    ("default epoch ratio", "default_ratio_epoch_wall", ".3f"),
+    ("fast epoch ratio", "fast_ratio_epoch_wall", ".3f"),
+    ("default ms/step", "default_overhead_ms_per_step_cpu", ".2f"),
+    ("fast ms/step", "fast_overhead_ms_per_step_cpu", ".2f"),
 ]
 
 
@@ -160,7 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     config = args.gpu_config if args.gpu_only else args.config
     print(f"{config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(f"medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
-    print("s = train seconds per epoch (wall); ratio = Lightning / plain; ms/step = Lightning overhead in CPU ms")
+    print("ratio = Lightning / plain loop, training batches of an epoch (wall); CPU ratio = the same in process CPU")
+    print(
+        f"default = Lightning's standard path; fast = --data.batches_per_step {args.group} (genre_torch/core/fast.py)"
+    )
+    print("epoch ratio: whole epochs (validation, checkpoint, logging); ms/step: Lightning CPU overhead per step")
     if not args.gpu_only:
         print_header()
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
@@ -180,8 +189,10 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     result["gpu_training"] += rows
                     for row in rows:
-                        util = row.get("gpu_util_pct", float("nan"))
-                        print(f"batch {row['batch_size']}: GPU utilisation {util:.0f} %")
+                        util = [row.get(f"{s}_gpu_util_pct", float("nan")) for s in ("default", "fast")]
+                        print(
+                            f"batch {row['batch_size']}: GPU utilisation default {util[0]:.0f} %, fast {util[1]:.0f} %"
+                        )
             result["gpu_inference"] = inference(gpu_cli, repeats=1 if args.quick else 5, device="cuda")
             for name, value in result["gpu_inference"].items():
                 print(f"GPU inference {name} (fp32): {value:,.0f} rows/s")

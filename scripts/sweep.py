@@ -31,8 +31,9 @@ def run(dataset: str, depth: int, width: int, activation: str, args: argparse.Na
         [
             "fit",
             "--config", str(ROOT / "configs" / f"{dataset}.yaml"),
-            "--model.arch", "mlp",
-            "--model.arch_args", f"{{hidden_dims: {[width] * depth}, activation: {activation}}}",
+            "--model.backbone", "MLP",
+            "--model.backbone.hidden_dims", str([width] * depth),
+            "--model.backbone.activation", activation,
             "--seed_everything", str(args.seed),
             "--trainer.max_epochs", str(1 if args.quick else args.max_epochs),
             "--trainer.enable_progress_bar", "false",

@@ -50,19 +50,23 @@ def suggest(trial: optuna.Trial) -> dict:
     depth = trial.suggest_int("depth", 1, 4)
     width = trial.suggest_categorical("width", [128, 256, 512])
     return {
-        "arch": "plr_mlp",
-        "arch_args": {
-            "n_numeric": 11,
-            "hidden_dims": [width] * depth,
-            "dropout": trial.suggest_float("dropout", 0.0, 0.4),
-            "sigma": trial.suggest_float("sigma", 0.005, 1.0, log=True),
-            "d_embedding": trial.suggest_categorical("d_embedding", [8, 16, 24, 32]),
-            "lite": trial.suggest_categorical("lite", [True, False]),
+        "backbone": {
+            "class_path": "genre_torch.core.models.plr.PLRMLP",
+            "init_args": {
+                "hidden_dims": [width] * depth,
+                "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+                "sigma": trial.suggest_float("sigma", 0.005, 1.0, log=True),
+                "d_embedding": trial.suggest_categorical("d_embedding", [8, 16, 24, 32]),
+                "lite": trial.suggest_categorical("lite", [True, False]),
+            },
         },
         "optimizer": "adamw",
         "lr": trial.suggest_float("lr", 2e-4, 3e-3, log=True),
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
-        "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.1),
+        "criterion": {
+            "class_path": "genre_torch.core.losses.CrossEntropy",
+            "init_args": {"label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.1)},
+        },
     }
 
 
@@ -86,7 +90,7 @@ def main() -> None:
 
     def objective(trial: optuna.Trial) -> float:
         pl.seed_everything(args.seed, verbose=False)
-        model = GenreClassifier(dm.num_features, dm.num_classes, **suggest(trial))
+        model = GenreClassifier(dm.num_features, dm.num_classes, dm.num_numeric, **suggest(trial))
         pruner = PruneOnValAcc(trial)
         stop = EarlyStopping("val/acc", mode="max", patience=8)
         trainer = pl.Trainer(

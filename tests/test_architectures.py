@@ -13,22 +13,21 @@ from genre_torch.core.module import GenreClassifier
 
 
 def test_plr_embeds_only_the_leading_numeric_columns() -> None:
-    net = models.build("plr_mlp", 6, 3, n_numeric=2, d_embedding=4, n_frequencies=5, hidden_dims=[8])
+    net = models.build("PLRMLP", 6, 3, n_numeric=2, d_embedding=4, n_frequencies=5, hidden_dims=[8])
     assert net.input.out_features == 2 * 4 + 4
     x = torch.randn(3, 6)
     assert net.input(x).shape == (3, 12) and torch.equal(net.input(x)[:, 8:], x[:, 2:])
 
 
 def test_resmlp_depth_and_embed() -> None:
-    net = models.build("resmlp", 5, 4, width=16, depth=2, norm="layer", dropout=0.0)
+    net = models.build("ResMLP", 5, 4, width=16, depth=2, norm="layer", dropout=0.0)
     assert len(net.blocks) == 2 and net.embed(torch.randn(2, 5)).shape == (2, 16)
 
 
 def test_tabm_mean_probability_and_per_member_loss() -> None:
     torch.manual_seed(0)
-    model = GenreClassifier(
-        7, 3, arch="tabm", arch_args={"k": 4, "hidden_dims": [16], "n_numeric": 3, "embedding": True}
-    )
+    backbone = {"class_path": "TabM", "init_args": {"k": 4, "hidden_dims": [16], "embedding": True}}
+    model = GenreClassifier(7, 3, num_numeric=3, backbone=backbone)
     x, y = torch.randn(10, 7), torch.randint(0, 3, (10,))
     model.eval()  # no dropout: every call below sees the same members
     members = model.backbone.forward_members(x)
@@ -41,7 +40,7 @@ def test_tabm_mean_probability_and_per_member_loss() -> None:
 
 
 def test_tabm_mini_has_adapters_only_in_the_first_layer() -> None:
-    net = models.build("tabm", 5, 2, k=3, hidden_dims=[8, 8], mini=True)
+    net = models.build("TabM", 5, 2, k=3, hidden_dims=[8, 8], mini=True)
     adapters = [m.r is not None for m in net.body if hasattr(m, "r")]
     assert adapters == [True, False]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,8 @@ def test_single_class_and_tiny_class(capsys, data_env) -> None:
 
 
 def test_unknown_architecture_and_activation(capsys, data_env) -> None:
-    assert "known architectures: " in run_bad(capsys, "--model.arch", "transformer9000")
-    err = run_bad(capsys, "--model.arch_args.activation", "swishy")
+    assert "model.backbone" in run_bad(capsys, "--model.backbone", "Transformer9000")
+    err = run_bad(capsys, "--model.backbone.activation", "swishy")
     assert "known activations: relu, leaky_relu, tanh, sigmoid, gelu" in err
 
 
@@ -88,7 +89,23 @@ def test_garbage_numbers_become_missing_with_a_warning(data_env, capsys) -> None
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_trainer_options_the_module_replaces(capsys, data_env) -> None:
-    assert "--model.gradient_clip_val" in run_bad(capsys, "--trainer.gradient_clip_val", "1.0")
-    assert "--data.batch_size" in run_bad(capsys, "--trainer.accumulate_grad_batches", "2")
-    assert "at least 1" in run_bad(capsys, "--data.batches_per_step", "0")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.batch_size", "0"], "--data.batch_size must be at least 1, got 0"),
+        (["--data.batch_size", "-5"], "--data.batch_size must be at least 1, got -5"),
+        (["--data.eval_batch_size", "0"], "--data.eval_batch_size must be at least 1"),
+        (["--data.batches_per_step", "0"], "--data.batches_per_step must be at least 1"),
+        (["--data.test_fraction", "1.5"], r"--data.test_fraction must be in \(0, 1\), got 1.5"),
+        (["--data.val_fraction", "0"], r"--data.val_fraction must be in \(0, 1\), got 0"),
+        (["--data.split_seed", "-1"], "--data.split_seed must be in"),
+        (["--model.lr", "-1"], "--model.lr must be a finite number >= 0, got -1"),
+        (["--model.weight_decay", "-0.1"], "--model.weight_decay must be >= 0"),
+        (["--model.backbone.hidden_dims", "[-3]"], r"hidden_dims must be positive integers, got \[-3\]"),
+        (["--model.backbone.dropout", "2.0"], r"dropout must be in \[0, 1\), got 2.0"),
+        (["--trainer.max_epochs", "-5"], "--trainer.max_epochs must be >= 0"),
+        (["--num_threads", "0"], "--num_threads must be at least 1"),
+    ],
+)
+def test_numbers_out_of_range_are_one_line_errors(capsys, data_env, args: list[str], message: str) -> None:
+    assert re.search(message, run_bad(capsys, *args))

@@ -64,8 +64,8 @@ def test_train_metrics_are_the_epoch_means_over_every_training_row(data_env) -> 
 
 
 def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
-    cli_a = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
-    cli_b = run_cli(fit("music_genre", "--model.arch_args.dropout", "0.2"))
+    cli_a = run_cli(fit("music_genre", "--model.backbone.dropout", "0.2"))
+    cli_b = run_cli(fit("music_genre", "--model.backbone.dropout", "0.2"))
     metric = "test/acc"
     assert cli_a.trainer.callback_metrics[metric] == cli_b.trainer.callback_metrics[metric]
 
@@ -82,7 +82,7 @@ def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
 
 
 def test_resume_matches_uninterrupted_run(data_env) -> None:
-    common = ["--model.arch_args.dropout", "0.3", "--early_stopping.patience", "100"]
+    common = ["--model.backbone.dropout", "0.3", "--early_stopping.patience", "100"]
     full = run_cli(fit("spotify_tracks", *common, "--trainer.max_epochs", "6"))
     first = run_cli(fit("spotify_tracks", *common, "--trainer.max_epochs", "3"))
     last = Path(first.trainer.checkpoint_callback.dirpath) / "last.ckpt"
@@ -95,39 +95,6 @@ def test_resume_matches_uninterrupted_run(data_env) -> None:
     assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
     for key, value in a["state_dict"].items():
         assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
-
-
-def test_batches_per_step_trains_exactly_like_one_batch_per_step(data_env) -> None:
-    args = fit("music_genre", "--model.arch_args.dropout", "0.2", "--model.scheduler", "onecycle")
-    args += ["--model.gradient_clip_val", "0.5"]
-    one = run_cli([*args, "--data.batches_per_step", "1"])
-    grouped = run_cli([*args, "--data.batches_per_step", "3"])
-    assert (one.trainer.num_training_batches, grouped.trainer.num_training_batches) == (7, 3)  # 7 batches of 64
-    assert one.trainer.global_step == grouped.trainer.global_step == 3 * 7
-    assert one.model._direct_steps is not None  # this Lightning still counts steps where the module looks
-    for key, value in one.model.state_dict().items():
-        assert torch.equal(value, grouped.model.state_dict()[key]), key
-    # max_steps inside a group: stops on the step (onecycle would raise on a step past its total)
-    capped = run_cli([*fit("music_genre"), "--data.batches_per_step", "4", "--trainer.max_steps", "5"])
-    assert capped.trainer.global_step == 5
-
-
-def test_direct_steps_train_exactly_like_lightnings_optimizer_step(data_env, monkeypatch) -> None:
-    args = fit("music_genre", "--model.arch_args.dropout", "0.2", "--model.scheduler", "onecycle")
-    args += ["--model.gradient_clip_val", "0.5", "--data.batches_per_step", "3"]
-    direct = run_cli(args)
-    start = GenreClassifier.on_train_start
-
-    def through_lightning(self: GenreClassifier) -> None:
-        start(self)
-        self._direct_steps = None  # manual_backward and LightningOptimizer.step, as under DDP
-
-    monkeypatch.setattr(GenreClassifier, "on_train_start", through_lightning)
-    hooked = run_cli(args)
-    assert direct.model._direct_steps is not None and hooked.model._direct_steps is None
-    assert direct.trainer.global_step == hooked.trainer.global_step == 3 * 7
-    for key, value in direct.model.state_dict().items():
-        assert torch.equal(value, hooked.model.state_dict()[key]), key
 
 
 @pytest.mark.slow

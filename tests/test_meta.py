@@ -101,7 +101,7 @@ def test_unknown_feature_options_are_clear_errors() -> None:
 
 def test_fit_with_meta_and_early_stopping_on_accuracy(data_env) -> None:
     extra = ["--data.features", "audio+meta", "--early_stopping.monitor", "val/acc", "--early_stopping.mode", "max"]
-    cli = run_cli(fit("music_genre", *extra, "--model.arch", "tabm", "--model.arch_args", "{k: 4, n_numeric: 11}"))
+    cli = run_cli(fit("music_genre", *extra, "--model.backbone", "TabM", "--model.backbone.k", "4"))
     callback = cli.trainer.checkpoint_callback
     assert callback.monitor == "val/acc" and callback.mode == "max"
     ckpt = torch.load(callback.best_model_path, weights_only=True)

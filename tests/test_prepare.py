@@ -110,7 +110,7 @@ def test_streamed_batches_use_every_row_once_per_epoch(tmp_path) -> None:
 
 def test_fit_streams_from_parquet(prepared, capsys) -> None:
     dm = GenreDataModule("spotify_tracks", path=str(prepared), stream=True).load()
-    assert dm.tensors == {} and isinstance(dm.train_dataloader().batches, ParquetBatches)
+    assert dm.tensors == {} and isinstance(dm.train_dataloader(), ParquetBatches)
     assert (
         sum(len(y) for _, y in dm.val_dataloader()) == len(dm.splits["val"]) == PreparedData(prepared).num_rows("val")
     )

@@ -23,14 +23,15 @@ def script_main(name: str):
     return runpy.run_path(str(ROOT / "scripts" / name))["main"]
 
 
-def test_plain_loop_and_lightning_see_the_same_rows_and_start_equal(data_env: Path, tmp_path: Path) -> None:
-    plain, light, cli = compare(CONFIG, 64, 2, tmp_path)
+def test_plain_loop_default_and_fast_path_see_the_same_rows_and_steps(data_env: Path, tmp_path: Path) -> None:
+    out, cli = compare(CONFIG, 64, 2, tmp_path, group=3)
     train_rows = len(GenreDataModule("music_genre").load().tensors["train"][0])
-    assert plain["rows"] == light["rows"] == [train_rows]
-    assert plain["steps"] == light["steps"] == [cli.trainer.global_step // 2]  # optimiser steps per epoch
+    assert set(out) == {"plain", "default", "fast"}
+    assert all(side["rows"] == [train_rows] for side in out.values())
+    assert out["plain"]["steps"] == out["default"]["steps"] == out["fast"]["steps"] == [7]  # 420 rows / 64
     for key in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu"):
-        assert len(plain[key]) == len(light[key]) == 2 and min(plain[key] + light[key]) > 0
-    assert cli.trainer.current_epoch == 2
+        assert all(len(side[key]) == 2 and min(side[key]) > 0 for side in out.values())
+    assert cli.datamodule.batches_per_step == 3 and cli.trainer.global_step == 2 * 7
 
 
 @pytest.mark.slow
@@ -40,7 +41,8 @@ def test_bench_speed_quick_writes_every_part(data_env: Path, tmp_path: Path) -> 
     result = json.loads(out.read_text())
     (row,) = result["cpu_training"]
     assert row["batch_size"] == result["default_batch_size"] == 512  # configs/music_genre.yaml
-    assert row["ratio_train_wall"] > 0 and row["plain_rows_per_s"] > 0 and row["lightning_rows_per_s"] > 0
+    assert row["default_ratio_train_wall"] > 0 and row["fast_ratio_train_wall"] > 0
+    assert min(row[f"{side}_rows_per_s"] for side in ("plain", "default", "fast")) > 0
     assert set(result["inference"]) >= {"model batch 4096", "model full batch"}
     e2e = result["end_to_end"]
     assert e2e["epochs"] == 2 and 0 <= e2e["test_accuracy"] <= 1

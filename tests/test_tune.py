@@ -23,7 +23,7 @@ def test_quick_study_writes_a_usable_config(data_env, tmp_path, capsys) -> None:
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
     assert "best validation accuracy" in done.stdout
     config = yaml.safe_load(out.read_text())
-    assert config["model"]["arch"] == "plr_mlp" and config["data"]["features"] == "audio+meta"
+    assert config["model"]["backbone"]["class_path"].endswith("PLRMLP") and config["data"]["features"] == "audio+meta"
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(out), "--print_config"])
-    assert exit_info.value.code in (0, None) and "plr_mlp" in capsys.readouterr().out
+    assert exit_info.value.code in (0, None) and "PLRMLP" in capsys.readouterr().out

@@ -132,7 +132,7 @@ class GenreDataModule(pl.LightningDataModule):
         dataset: str = "music_genre",
         path: str | None = None,
         batch_size: int = 512,
-        batches_per_step: int = 64,
+        batches_per_step: int = 1,
         eval_batch_size: int = 8192,
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
@@ -151,8 +151,9 @@ class GenreDataModule(pl.LightningDataModule):
             dataset: Name of a built-in dataset spec (music_genre, spotify_tracks).
             path: CSV (.csv or .csv.gz) to read; default: look in $GENRE_TORCH_DATA_DIR, then ./data/.
             batch_size: Training batch size.
-            batches_per_step: Training batches handed to each training_step call (each batch is still one
-                optimiser step); more spreads Lightning's per-call overhead thinner (BatchGroups).
+            batches_per_step: 1 trains on Lightning's standard path. K > 1 opts into the fast path
+                (genre_torch/core/fast.py): each training_step call takes K batches, still one optimiser step
+                each, which spreads Lightning's per-call cost thinner; options it cannot honour are refused.
             eval_batch_size: Batch size for validation, test and predict.
             test_fraction: Share of all rows held out for test (stratified).
             val_fraction: Share of the remaining rows held out for validation (stratified).
@@ -172,8 +173,11 @@ class GenreDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.spec = get_spec(dataset)
         self.path, self.batch_size, self.eval_batch_size = path, batch_size, eval_batch_size
-        if batches_per_step < 1:
-            raise GenreTorchError(f"batches_per_step must be at least 1, got {batches_per_step}")
+        _check_settings(batch_size, batches_per_step, eval_batch_size, test_fraction, val_fraction, split_seed)
+        if meta_folds < 1 or meta_smoothing < 0:
+            raise GenreTorchError(
+                f"--data.meta_folds must be >= 1 and --data.meta_smoothing >= 0: {meta_folds}, {meta_smoothing}"
+            )
         self.batches_per_step = batches_per_step
         self.test_fraction, self.val_fraction = test_fraction, val_fraction
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
@@ -226,6 +230,11 @@ class GenreDataModule(pl.LightningDataModule):
         return self.load().preprocessor.num_features
 
     @property
+    def num_numeric(self) -> int:
+        """Leading standardised numeric columns of the encoded matrix (linked into the model by the CLI)."""
+        return len(self.load().preprocessor.numeric)
+
+    @property
     def num_classes(self) -> int:
         """Number of genres (linked into the model by the CLI)."""
         return len(self.load().preprocessor.classes)
@@ -236,15 +245,15 @@ class GenreDataModule(pl.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.tensors.items()}
 
-    def train_dataloader(self) -> BatchGroups:
-        """Shuffled training batches, sharded by rank under DDP, in groups of batches_per_step."""
+    def train_dataloader(self) -> TensorBatches | BatchGroups:
+        """Shuffled training batches, sharded by rank under DDP (in groups of batches_per_step on the fast path)."""
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if not self.tensors:  # a prepared folder, streamed
             batches = self.prepared.batches("train", self.batch_size, True, self.shuffle_seed, rank, world)
         else:
             x, y = self.tensors["train"]
             batches = TensorBatches(x, y, self.batch_size, True, self.shuffle_seed, rank, world)
-        return BatchGroups(batches, self.batches_per_step)
+        return BatchGroups(batches, self.batches_per_step) if self.batches_per_step > 1 else batches
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """In-memory batches are already on the device (setup); only streamed ones are moved."""
@@ -264,3 +273,20 @@ class GenreDataModule(pl.LightningDataModule):
             return self.prepared.batches(split, self.eval_batch_size, rank=rank, world_size=world)
         x, y = self.tensors[split]
         return TensorBatches(x, y, self.eval_batch_size, rank=rank, world_size=world)
+
+
+def _check_settings(
+    batch_size: int, batches_per_step: int, eval_batch_size: int, test_fraction: float, val_fraction: float, seed: int
+) -> None:
+    """One-line errors for data settings outside their range, before anything is read or written."""
+    checks = [
+        (batch_size >= 1, f"--data.batch_size must be at least 1, got {batch_size}"),
+        (batches_per_step >= 1, f"--data.batches_per_step must be at least 1, got {batches_per_step}"),
+        (eval_batch_size >= 1, f"--data.eval_batch_size must be at least 1, got {eval_batch_size}"),
+        (0 < test_fraction < 1, f"--data.test_fraction must be in (0, 1), got {test_fraction}"),
+        (0 < val_fraction < 1, f"--data.val_fraction must be in (0, 1), got {val_fraction}"),
+        (0 <= seed < 2**32, f"--data.split_seed must be in [0, 2**32), got {seed}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise GenreTorchError(message)

@@ -2,26 +2,54 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, StochasticWeightAveraging
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
+from genre_torch.core import fast
+from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.runs import claim_version, release, resumed_version
+
+HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "batches_per_step")
+
+
+class CLIError(GenreTorchError):
+    """A configuration error, reported as one line."""
+
+
+class OneLineParser(LightningArgumentParser):
+    """LightningArgumentParser whose errors are one line plus a pointer to --help, instead of the whole usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        text = " ".join(str(message).split())
+        prog = self.prog.replace(" [options]", "")
+        raise CLIError(f"{text} (see `{prog} --help`)") from None
 
 
 class GenreCLI(LightningCLI):
-    """LightningCLI with data sizes linked into the model and always-on early stopping, checkpoints, TensorBoard."""
+    """LightningCLI with data sizes linked into the model and always-on early stopping, checkpoints, TensorBoard.
+
+    The model's own optimiser settings (--model.optimizer, --model.lr, --model.scheduler) are the only ones:
+    LightningCLI's --optimizer/--lr_scheduler are not offered (auto_configure_optimizers=False).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("parser_class", OneLineParser)
+        self.claimed: list[Path] = []
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_features", "model.num_features", apply_on="instantiate")
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        for size in ("num_features", "num_classes", "num_numeric"):
+            parser.link_arguments(f"data.{size}", f"model.{size}", apply_on="instantiate")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
             {"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10}
@@ -33,74 +61,139 @@ class GenreCLI(LightningCLI):
         parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                # last.ckpt links to the newest checkpoint written, so a checkpoint is written only when
-                # validation improves; a resumed run replays the epochs since then exactly
-                "checkpoint.save_last": "link",
+                "checkpoint.save_last": True,  # last.ckpt: the state after the newest epoch (to resume from)
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                # epoch-level metrics; a module's self.log(on_step=True) gets one point per optimiser step
+                "trainer.log_every_n_steps": 1,
+                # GenreCLI logs the hyperparameters of model and data once, with the final metrics (after_fit)
+                "trainer.enable_autolog_hparams": False,
             }
         )
-        # metrics are logged per epoch; a training_step call takes batches_per_step batches, so an epoch
-        # may have fewer calls than Lightning's default interval of 50 (which would only warn)
-        parser.set_defaults({"trainer.log_every_n_steps": 1})
         parser.add_argument("--runs_dir", type=str, default="runs", help="Folder of TensorBoard runs.")
         parser.add_argument("--checkpoints_dir", type=str, default="checkpoints", help="Folder of checkpoints.")
         parser.add_argument(
             "--num_threads", type=int | None, default=None, help="torch intra-op CPU threads (default: torch's)."
         )
+        parser.add_argument(
+            "--float32_matmul_precision",
+            type=str | None,
+            default=None,
+            help="torch.set_float32_matmul_precision: highest (default), high or medium (TF32 matmuls on a GPU).",
+        )
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="Test the best checkpoint once after fit."
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt:
+            check_checkpoint(ckpt)
 
     def before_instantiate_classes(self) -> None:
-        """Apply --num_threads before anything runs (tiny models train fastest on 1 thread per process)."""
+        """Apply the process-wide settings before anything runs."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("num_threads"):
+        if config.get("num_threads") is not None:
+            if config["num_threads"] < 1:
+                raise GenreTorchError(f"--num_threads must be at least 1, got {config['num_threads']}")
             torch.set_num_threads(config["num_threads"])
-        trainer = config.get("trainer") or {}
-        if trainer.get("gradient_clip_val"):  # GenreClassifier steps its optimiser itself (batches_per_step)
-            raise GenreTorchError("use --model.gradient_clip_val instead of --trainer.gradient_clip_val")
-        if (trainer.get("accumulate_grad_batches") or 1) != 1:
-            raise GenreTorchError(
-                "--trainer.accumulate_grad_batches is not supported; raise --data.batch_size for larger steps"
-            )
+        if config.get("float32_matmul_precision"):
+            if config["float32_matmul_precision"] not in ("highest", "high", "medium"):
+                raise GenreTorchError("--float32_matmul_precision must be highest, high or medium")
+            torch.set_float32_matmul_precision(config["float32_matmul_precision"])
+        _check_trainer(config.get("trainer") or {})
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Default to a TensorBoardLogger under runs/<dataset>/ and checkpoints in checkpoints/<dataset>/<version>/."""
+        """A TensorBoardLogger under runs/<dataset>/version_N (N claimed atomically), checkpoints beside it."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        dataset = self.datamodule.spec.name
-        if kwargs.get("logger") in (None, True) and config["trainer"].get("logger") in (None, True):
+        dataset, ckpt_path = self.datamodule.spec.name, config.get("ckpt_path")
+        if ckpt_path:
+            check_checkpoint(ckpt_path, self.model, dataset)
+        runs, checkpoints = Path(config["runs_dir"]) / dataset, Path(config["checkpoints_dir"]) / dataset
+        default_logger = kwargs.get("logger") in (None, True) and config["trainer"].get("logger") in (None, True)
+        version = resumed_version(ckpt_path) if self.subcommand == "fit" else None
+        if default_logger:
+            if version is None and rank_zero_only.rank == 0:
+                version = claim_version(runs, checkpoints)
+                self.claimed = [runs / f"version_{version}", checkpoints / f"version_{version}"]
             kwargs["logger"] = TensorBoardLogger(
-                config["runs_dir"],
-                name=dataset,
-                version=_resumed_version(config.get("ckpt_path")) if self.subcommand == "fit" else None,
-                default_hp_metric=False,
+                config["runs_dir"], name=dataset, version=version, default_hp_metric=False
             )
         if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty():
-            kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output
-        trainer = super().instantiate_trainer(**kwargs)
-        ckpt = trainer.checkpoint_callback
-        if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
-            ckpt.dirpath = str(Path(config["checkpoints_dir"]) / dataset / f"version_{trainer.logger.version}")
+            kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output: EpochLine prints instead
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+            ckpt = trainer.checkpoint_callback
+            if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
+                ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
+            if self.subcommand in ("fit", None):
+                fast.check(trainer, self.model, self.datamodule)
+                if fast.enabled(trainer, self.datamodule):
+                    raw = self.config[self.subcommand] if self.subcommand else self.config
+                    _check_fast_checkpoint(raw.get("checkpoint") or {})
+        except GenreTorchError:
+            release(self.claimed)
+            raise
         return trainer
 
     def after_fit(self) -> None:
-        """Report the best checkpoint and its validation accuracy, test it once, say how to open the curves."""
-        if self.trainer.fast_dev_run:
+        """Report the final model (best checkpoint, or SWA's averaged weights), test it once, log hparams."""
+        trainer = self.trainer
+        if trainer.fast_dev_run or trainer.interrupted:
             return
-        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
-        val = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
-        test = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
-        self.final_metrics = {**val[0], **test[0]}  # the best checkpoint's, for scripts driving the CLI
-        if self.trainer.logger is not None:  # final numbers beside the hyperparameters in TensorBoard's HParams tab
-            metrics = {"hp/val_acc": val[0]["val/acc"], "hp/test_acc": test[0]["test/acc"]}
-            self.trainer.logger.log_hyperparams(self.model.hparams, metrics)
-            self.trainer.logger.finalize("success")  # flush and close the event writer
-        if self.trainer.is_global_zero:
-            print(f"best checkpoint: {best or '(none saved; last weights)'}  val accuracy: {val[0]['val/acc']:.4f}")
-            print(f"test accuracy: {test[0]['test/acc']:.4f}  macro-F1: {test[0]['test/macro_f1']:.4f}")
-            if self.trainer.logger is not None and self.trainer.logger.log_dir:
-                print(f"curves: tensorboard --logdir {Path(self.trainer.logger.log_dir).parent}")
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        label = "best checkpoint"
+        if any(isinstance(c, StochasticWeightAveraging) for c in trainer.callbacks):
+            # SWA put the averaged weights into the model at the end of training: they are the result
+            best = str(Path(trainer.checkpoint_callback.dirpath) / "swa.ckpt")
+            trainer.save_checkpoint(best)
+            label = "SWA checkpoint (averaged weights)"
+        best = trainer.strategy.broadcast(best)
+        val = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        test = {}
+        config = self.config_init[self.subcommand]
+        if config.get("test_after_fit", True):
+            test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        self.final_metrics = {**val, **test}  # the final model's, for scripts driving the CLI
+        if trainer.logger is not None:
+            final = {f"hp/{k.replace('/', '_')}": float(v) for k, v in self.final_metrics.items()}
+            final["hp/epochs"] = float(trainer.current_epoch)
+            trainer.logger.log_hyperparams(self.hparams_for_logging(), final)
+            trainer.logger.finalize("success")  # flush and close the event writer
+        if trainer.is_global_zero:
+            print(f"{label}: {best or '(none saved; last weights)'}  val accuracy: {val['val/acc']:.4f}")
+            if test:
+                print(f"test accuracy: {test['test/acc']:.4f}  macro-F1: {test['test/macro_f1']:.4f}")
+            if trainer.logger is not None and trainer.logger.log_dir:
+                print(f"curves: tensorboard --logdir {Path(trainer.logger.log_dir).parent}")
+
+    def hparams_for_logging(self) -> dict[str, Any]:
+        """Model and data settings for TensorBoard's HParams tab, without Lightning's internal keys."""
+        model = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}
+        data = {k: v for k, v in self.datamodule.hparams.items() if k in HPARAM_DATA_KEYS}
+        return {"data": data, "model": model, "seed": self.config_init[self.subcommand].get("seed_everything")}
 
 
-def _resumed_version(ckpt_path: str | None) -> int | None:
-    """The run version that `fit --ckpt_path .../version_N/last.ckpt` continues, so it keeps its folders."""
-    match = re.fullmatch(r"version_(\d+)", Path(ckpt_path).parent.name) if ckpt_path else None
-    return int(match.group(1)) if match else None
+def _check_trainer(trainer: dict[str, Any]) -> None:
+    """One-line errors for Trainer numbers outside their range, before anything is built."""
+    for key in ("max_epochs", "min_epochs"):
+        value = trainer.get(key)
+        if value is not None and value < -1:
+            raise GenreTorchError(f"--trainer.{key} must be >= 0 (or -1 for no limit), got {value}")
+    if (trainer.get("max_steps") or -1) < -1:
+        raise GenreTorchError(f"--trainer.max_steps must be >= 0 (or -1 for no limit), got {trainer['max_steps']}")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and clip < 0:
+        raise GenreTorchError(f"--trainer.gradient_clip_val must be >= 0, got {clip}")
+
+
+def _check_fast_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """The fast path counts training_step calls: step- or time-based checkpointing cannot be honoured."""
+    if checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval"):
+        raise GenreTorchError(
+            "--data.batches_per_step > 1 (the fast path) cannot honour --checkpoint.every_n_train_steps or "
+            "train_time_interval (they count training_step calls); use --data.batches_per_step 1"
+        )

@@ -1,4 +1,4 @@
-"""Measurements behind scripts/bench_speed.py: plain loop vs Lightning epochs, inference, end-to-end fit."""
+"""Measurements behind scripts/bench_speed.py: plain loop vs Lightning (standard and fast path), inference, fit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from genre_torch.cli import GenreCLI, run_cli
 from genre_torch.core.data import GenreDataModule, TensorBatches
@@ -22,7 +21,10 @@ from genre_torch.core.module import GenreClassifier
 
 
 class EpochTimer(pl.Callback):
-    """Wall and CPU time of each training epoch: batches only ("train") and the whole epoch ("epoch")."""
+    """Wall and CPU time of each training epoch: batches only ("train") and the whole epoch ("epoch").
+
+    "train" ends where validation starts, so the timer needs no batch hook (the fast path refuses those).
+    """
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {k: [] for k in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu")}
@@ -41,20 +43,19 @@ class EpochTimer(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close_epoch()  # an epoch ends where the next one starts: validation, checkpoints, logging included
-        self.start = self.last = self.now()
+        self.start = self.now()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        last_on_gpu = trainer.strategy.root_device.type == "cuda" and args[-1] == trainer.num_training_batches - 1
-        if last_on_gpu:
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.start is None:
+            return
+        on_gpu = trainer.strategy.root_device.type == "cuda"
+        if on_gpu:
             torch.cuda.synchronize()  # the epoch's queued GPU work is part of its time
-        self.last = self.now()
-        if last_on_gpu:  # NVML's busy share over its last sample period (~1/6 s), outside the timed span
+        wall, cpu = self.now()
+        self.times["train_wall"].append(wall - self.start[0])
+        self.times["train_cpu"].append(cpu - self.start[1])
+        if on_gpu:  # NVML's busy share over its last sample period (~1/6 s), outside the timed span
             self.times.setdefault("gpu_util", []).append(gpu_utilization())
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.start is not None:
-            self.times["train_wall"].append(self.last[0] - self.start[0])
-            self.times["train_cpu"].append(self.last[1] - self.start[1])
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close_epoch()
@@ -89,14 +90,15 @@ def build_cli(config: str, batch_size: int, epochs: int, workdir: Path, extra: l
 def plain_loop(
     model: GenreClassifier, dm: GenreDataModule, epochs: int, device: str = "cpu", bf16: bool = False
 ) -> dict[str, list[float]]:
-    """A hand-written loop on a copy of the model: same optimiser, batches, loss; plus a validation pass."""
+    """A hand-written loop on a copy of the model: same optimiser, criterion, batch transform and batches."""
     net = copy.deepcopy(model.backbone).to(device).train()
+    criterion = copy.deepcopy(model.criterion).to(device)
+    transform = copy.deepcopy(model.batch_transform)
     if model.hparams.get("compile"):
         net.compile()
     opt = model.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     opt = type(opt)(net.parameters(), **opt.defaults)  # the same optimiser class and settings, on the copy
-    smoothing = model.hparams.label_smoothing
     x, y = (t.to(device) for t in dm.tensors["train"])
     xv, yv = (t.to(device) for t in dm.tensors["val"])
     times: dict[str, list[float]] = {k: [] for k in ("train_wall", "train_cpu", "epoch_wall", "epoch_cpu")}
@@ -107,8 +109,11 @@ def plain_loop(
         batches.set_epoch(epoch)
         start = EpochTimer.now()
         for xb, yb in batches:
+            target = yb
+            if transform is not None:
+                xb, target = transform(xb, yb)
             with autocast:
-                loss = F.cross_entropy(net(xb), yb, label_smoothing=smoothing)
+                loss = criterion(net(xb), target)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -127,6 +132,15 @@ def plain_loop(
     return {**times, "rows": [len(x)], "steps": [len(batches)]}
 
 
+def lightning_epochs(cli: GenreCLI) -> dict[str, list[float]]:
+    """Fit the CLI's model with an EpochTimer attached; its epoch times, rows and optimiser steps per epoch."""
+    timer = EpochTimer()
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    x, _ = cli.datamodule.tensors["train"]
+    return {**timer.times, "rows": [len(x)], "steps": [cli.trainer.global_step // max(cli.trainer.current_epoch, 1)]}
+
+
 def compare(
     config: str,
     batch_size: int,
@@ -135,26 +149,28 @@ def compare(
     gpu_precision: str | None = None,
     repeat: int = 1,
     compile: bool = False,
-) -> tuple[dict, dict, GenreCLI]:
-    """One round: the plain loop, then Lightning fit, from the same initial weights and tensors (GPU if asked).
+    group: int = 64,
+) -> tuple[dict[str, dict], GenreCLI]:
+    """One round: the plain loop, Lightning's standard path, then the fast path (--data.batches_per_step group).
 
+    All three start from the same initial weights (seed_everything) on the same tensors (GPU if asked).
     repeat > 1 trains on the training rows repeated that many times (a larger set of the same shape).
     """
     gpu = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", gpu_precision]
     extra = (gpu if gpu_precision else []) + (["--model.compile", "true"] if compile else [])
-    cli = build_cli(config, batch_size, epochs, workdir, extra)
-    cli.datamodule.setup("fit")
-    if repeat > 1:
-        x, y = cli.datamodule.tensors["train"]
-        cli.datamodule.tensors["train"] = (x.repeat(repeat, 1), y.repeat(repeat))
-    bf16 = gpu_precision == "bf16-mixed"
-    plain = plain_loop(cli.model, cli.datamodule, epochs, "cuda" if gpu_precision else "cpu", bf16)
-    timer = EpochTimer()
-    cli.trainer.callbacks.append(timer)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    x, _ = cli.datamodule.tensors["train"]
-    steps = cli.trainer.train_dataloader.optimizer_steps  # per epoch; training_step calls take batches_per_step
-    return plain, {**timer.times, "rows": [len(x)], "steps": [steps]}, cli
+    out: dict[str, dict] = {}
+    for name, more in (("plain", []), ("default", []), ("fast", ["--data.batches_per_step", str(group)])):
+        cli = build_cli(config, batch_size, epochs, workdir / name, [*extra, *more])
+        cli.datamodule.setup("fit")
+        if repeat > 1:
+            x, y = cli.datamodule.tensors["train"]
+            cli.datamodule.tensors["train"] = (x.repeat(repeat, 1), y.repeat(repeat))
+        if name == "plain":
+            device = "cuda" if gpu_precision else "cpu"
+            out[name] = plain_loop(cli.model, cli.datamodule, epochs, device, gpu_precision == "bf16-mixed")
+        else:
+            out[name] = lightning_epochs(cli)
+    return out, cli
 
 
 @torch.inference_mode()

@@ -1,51 +1,62 @@
-"""Architecture registry: a name maps to an nn.Module class taking (in_features, num_classes, **settings)."""
+"""Architectures: a Backbone subclass in its own file here is all it takes to add one.
+
+Every module in this package is imported below, so its Backbone subclasses are known by class name
+(`--model.backbone MLP`, or a full class_path for one that lives elsewhere).
+"""
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+import torch
 from torch import nn
 
+from genre_torch.core.components import resolve, subclasses
 from genre_torch.core.errors import GenreTorchError
 
-_REGISTRY: dict[str, type[nn.Module]] = {}
-M = TypeVar("M", bound=type[nn.Module])
+# names of the registry before backbones became classes, as stored in older checkpoints
+LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}
 
 
-def register(name: str) -> Callable[[M], M]:
-    """Class decorator that makes an architecture buildable by `name`."""
+class Backbone(nn.Module):
+    """Base of every architecture: maps encoded features (batch, in_features) to logits (batch, num_classes).
 
-    def add(cls: M) -> M:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"architecture {name!r} is already registered by {_REGISTRY[name].__name__}")
-        _REGISTRY[name] = cls
-        return cls
+    A subclass's __init__ takes (in_features, num_classes, then its own typed settings, each documented in
+    the class docstring's Args: LightningCLI shows them in `genre-torch fit --model.backbone.help NAME`).
+    Protocol (optional parts are detected by name and tested for every architecture):
 
-    return add
+    - `n_numeric: int | None = None` as a setting: left at None, it is filled with the number of leading
+      standardised numeric columns of the data (the Preprocessor puts them first).
+    - `embed(x) -> (batch, d)`: the penultimate representation; TensorBoard's projector shows it for test songs.
+    - `forward_members(x) -> (batch, k, num_classes)`: logits of k ensemble members; the criterion then trains
+      every member, and forward() must return the ensemble's logits.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every architecture overrides it
+        """Logits of shape (batch, num_classes)."""
+        raise NotImplementedError
 
 
 def names() -> list[str]:
-    """Registered architecture names."""
-    return sorted(_REGISTRY)
+    """Class names of every known architecture."""
+    return sorted(subclasses(Backbone))
 
 
-def build(name: str, in_features: int, num_classes: int, **settings: Any) -> nn.Module:
-    """Instantiate architecture `name`; unknown names or settings are clear errors."""
-    if name not in _REGISTRY:
-        raise GenreTorchError(f"unknown architecture {name!r}; known architectures: {', '.join(names())}")
-    cls = _REGISTRY[name]
-    params = inspect.signature(cls).parameters
-    unknown = sorted(set(settings) - set(params) - {"in_features", "num_classes"})
-    if unknown:
-        known = [p for p in params if p not in ("in_features", "num_classes")]
-        raise GenreTorchError(f"unknown setting(s) {unknown} for architecture {name!r}; it takes: {', '.join(known)}")
-    return cls(in_features, num_classes, **settings)
+def get(name: str) -> type[Backbone]:
+    """The architecture class for a class name, an import path, or an old registry name (mlp, plr_mlp, ...)."""
+    return resolve(LEGACY_NAMES.get(name, name), Backbone)
 
 
-# every module in this package registers its architectures on import: adding one is adding a file
+def build(name: str, in_features: int, num_classes: int, **settings: Any) -> Backbone:
+    """Instantiate an architecture by name; unknown settings are a clear error."""
+    cls = get(name)
+    try:
+        return cls(in_features, num_classes, **settings)
+    except TypeError as e:
+        raise GenreTorchError(f"{cls.__name__}: {e}") from None
+
+
 for _info in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,6 +1,8 @@
-"""Small building blocks shared by architectures."""
+"""Small building blocks shared by architectures, and checks of their settings."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -31,3 +33,25 @@ def norm(name: str | None, width: int) -> nn.Module:
     if name not in NORMS:
         raise GenreTorchError(f"unknown norm {name!r}; known norms: {', '.join(NORMS)} (or null)")
     return NORMS[name](width)
+
+
+def check_widths(name: str, widths: Sequence[int]) -> list[int]:
+    """Layer widths must be positive integers."""
+    widths = list(widths)
+    if any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+        raise GenreTorchError(f"{name} must be positive integers, got {widths}")
+    return widths
+
+
+def check_probability(name: str, p: float, upper_open: bool = True) -> float:
+    """A probability in [0, 1) (dropout) or [0, 1]."""
+    if not (0.0 <= p < 1.0 if upper_open else 0.0 <= p <= 1.0):
+        raise GenreTorchError(f"{name} must be in [0, 1{')' if upper_open else ']'}, got {p}")
+    return p
+
+
+def check_positive(name: str, value: float) -> float:
+    """A setting that must be > 0."""
+    if not value > 0:
+        raise GenreTorchError(f"{name} must be greater than 0, got {value}")
+    return value

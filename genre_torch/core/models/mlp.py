@@ -7,12 +7,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genre_torch.core.models import layers, register
+from genre_torch.core.models import Backbone, layers
 
 
-@register("mlp")
-class MLP(nn.Module):
-    """Linear -> [norm] -> activation -> dropout, per hidden width, then a linear head returning logits."""
+class MLP(Backbone):
+    """Linear -> [norm] -> activation -> [dropout] per hidden width, then a linear head returning logits.
+
+    Args:
+        in_features: Width of the encoded input (from the data).
+        num_classes: Number of genres (from the data).
+        hidden_dims: Width of each hidden layer.
+        activation: relu, leaky_relu, tanh, sigmoid, gelu or silu.
+        dropout: Dropout probability after each hidden layer (0 = none).
+        norm: Normalisation after each hidden linear layer: batch, layer or null.
+    """
 
     def __init__(
         self,
@@ -24,9 +32,10 @@ class MLP(nn.Module):
         norm: str | None = None,
     ) -> None:
         super().__init__()
+        layers.check_probability("dropout", dropout)
         blocks: list[nn.Module] = []
         width = in_features
-        for hidden in hidden_dims:
+        for hidden in layers.check_widths("hidden_dims", hidden_dims):
             blocks += [nn.Linear(width, hidden), layers.norm(norm, hidden), layers.activation(activation)]
             blocks += [nn.Dropout(dropout)] if dropout > 0 else []
             width = hidden

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genre_torch.core.models import layers, register
+from genre_torch.core.models import Backbone, layers
 
 
 class PeriodicEmbeddings(nn.Module):
@@ -21,7 +21,8 @@ class PeriodicEmbeddings(nn.Module):
         self, n_features: int, n_frequencies: int = 48, sigma: float = 0.01, d_embedding: int = 24, lite: bool = False
     ) -> None:
         super().__init__()
-        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * sigma)
+        layers.check_widths("n_frequencies and d_embedding", [n_frequencies, d_embedding])
+        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * layers.check_positive("sigma", sigma))
         n_linear = 1 if lite else n_features
         bound = 1 / math.sqrt(2 * n_frequencies)
         self.weight = nn.Parameter(torch.empty(n_linear, 2 * n_frequencies, d_embedding).uniform_(-bound, bound))
@@ -48,10 +49,21 @@ class NumericEmbeddingInput(nn.Module):
         return torch.cat([self.embed(x[:, : self.n_numeric]).flatten(1), x[:, self.n_numeric :]], dim=1)
 
 
-@register("plr_mlp")
-class PLRMLP(nn.Module):
-    """PLR embeddings of the numeric columns, then an MLP. n_numeric: how many leading columns are numeric
-    (the Preprocessor puts the dataset's numeric columns first: 11 for both built-in datasets; None = all)."""
+class PLRMLP(Backbone):
+    """PLR embeddings of the leading numeric columns, then an MLP.
+
+    Args:
+        in_features: Width of the encoded input (from the data).
+        num_classes: Number of genres (from the data).
+        n_numeric: How many leading input columns are numeric (None: from the data).
+        n_frequencies: Frequencies per numeric feature.
+        sigma: Standard deviation of the initial frequencies.
+        d_embedding: Embedding width per numeric feature.
+        lite: Share the embedding's linear layer across features (PLR(lite)).
+        hidden_dims: Width of each hidden layer of the MLP.
+        activation: relu, leaky_relu, tanh, sigmoid, gelu or silu.
+        dropout: Dropout probability after each hidden layer.
+    """
 
     def __init__(
         self,
@@ -67,12 +79,13 @@ class PLRMLP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        layers.check_probability("dropout", dropout)
         self.input = NumericEmbeddingInput(
             in_features, n_numeric, n_frequencies=n_frequencies, sigma=sigma, d_embedding=d_embedding, lite=lite
         )
         blocks: list[nn.Module] = []
         width = self.input.out_features
-        for hidden in hidden_dims:
+        for hidden in layers.check_widths("hidden_dims", hidden_dims):
             blocks += [nn.Linear(width, hidden), layers.activation(activation), nn.Dropout(dropout)]
             width = hidden
         self.body = nn.Sequential(*blocks)

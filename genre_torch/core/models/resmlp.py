@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genre_torch.core.models import layers, register
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.models import Backbone, layers
 
 
 class ResidualBlock(nn.Module):
@@ -27,9 +28,19 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-@register("resmlp")
-class ResMLP(nn.Module):
-    """Linear stem, `depth` residual blocks of width `width` (inner width width * expansion), norm + head."""
+class ResMLP(Backbone):
+    """Linear stem, `depth` residual blocks, norm + activation, linear head.
+
+    Args:
+        in_features: Width of the encoded input (from the data).
+        num_classes: Number of genres (from the data).
+        width: Width of the residual stream.
+        depth: Number of residual blocks.
+        expansion: Inner width of a block as a multiple of width.
+        activation: relu, leaky_relu, tanh, sigmoid, gelu or silu.
+        dropout: Dropout probability inside the blocks.
+        norm: Normalisation at the start of each block: batch, layer or null.
+    """
 
     def __init__(
         self,
@@ -43,7 +54,11 @@ class ResMLP(nn.Module):
         norm: str | None = "batch",
     ) -> None:
         super().__init__()
-        hidden = max(1, int(width * expansion))
+        layers.check_widths("width", [width])
+        if depth < 0:
+            raise GenreTorchError(f"depth must be 0 or more, got {depth}")
+        layers.check_probability("dropout", dropout)
+        hidden = max(1, int(width * layers.check_positive("expansion", expansion)))
         self.stem = nn.Linear(in_features, width)
         self.blocks = nn.Sequential(*(ResidualBlock(width, hidden, activation, dropout, norm) for _ in range(depth)))
         self.out = nn.Sequential(layers.norm(norm, width), layers.activation(activation))

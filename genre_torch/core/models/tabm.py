@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genre_torch.core.models import layers, register
+from genre_torch.core.models import Backbone, layers
 from genre_torch.core.models.plr import NumericEmbeddingInput
 
 
@@ -32,13 +32,24 @@ class LinearBE(nn.Module):
         return (x * self.s if self.s is not None else x) + self.bias
 
 
-@register("tabm")
-class TabM(nn.Module):
-    """k ensemble members sharing most weights; forward returns log of the mean member probability.
+class TabM(Backbone):
+    """k ensemble members sharing most weights (BatchEnsemble); forward returns log of the mean member probability.
 
-    forward_members(x) gives the (batch, k, classes) logits: GenreClassifier trains every member with its
-    own loss. mini=True keeps adapters only in the first layer (TabM-mini). n_numeric > 0 with
-    embedding=True adds shared PLR(lite) embeddings of the leading numeric columns (see plr.py).
+    forward_members(x) gives the (batch, k, classes) logits: GenreClassifier trains every member with its own loss.
+
+    Args:
+        in_features: Width of the encoded input (from the data).
+        num_classes: Number of genres (from the data).
+        k: Number of ensemble members.
+        hidden_dims: Width of each hidden layer.
+        activation: relu, leaky_relu, tanh, sigmoid, gelu or silu.
+        dropout: Dropout probability after each hidden layer.
+        mini: Adapters only in the first layer (TabM-mini).
+        embedding: Shared PLR(lite) embeddings of the leading numeric columns (see plr.py).
+        n_numeric: How many leading input columns are numeric (None: from the data).
+        n_frequencies: Frequencies per numeric feature (with embedding).
+        sigma: Standard deviation of the initial frequencies (with embedding).
+        d_embedding: Embedding width per numeric feature (with embedding).
     """
 
     def __init__(
@@ -57,6 +68,8 @@ class TabM(nn.Module):
         d_embedding: int = 16,
     ) -> None:
         super().__init__()
+        layers.check_widths("k", [k])
+        layers.check_probability("dropout", dropout)
         self.k = k
         self.input: nn.Module = nn.Identity()
         width = in_features
@@ -66,7 +79,7 @@ class TabM(nn.Module):
             )
             width = self.input.out_features
         blocks: list[nn.Module] = []
-        for i, hidden in enumerate(hidden_dims):
+        for i, hidden in enumerate(layers.check_widths("hidden_dims", hidden_dims)):
             blocks += [LinearBE(width, hidden, k, adapters=i == 0 or not mini, random_signs=i == 0)]
             blocks += [layers.activation(activation), nn.Dropout(dropout)]
             width = hidden

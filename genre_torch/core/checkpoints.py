@@ -1,0 +1,61 @@
+"""Checks of a checkpoint before a run uses it: readable, a genre_torch checkpoint, the right dataset and shapes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genre_torch.core.errors import GenreTorchError
+
+CHECKPOINT_KEY = "genre_torch"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A genre_torch checkpoint as plain tensors and primitives; anything else is a one-line error."""
+    if not Path(path).is_file():
+        raise GenreTorchError(f"checkpoint {path} does not exist; pass a .ckpt written by `genre-torch fit`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise GenreTorchError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a .ckpt file") from None
+    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
+        raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise GenreTorchError(f"{path} holds non-finite weights ({bad}); retrain, or use another checkpoint")
+    return ckpt
+
+
+def first_non_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Name of the first floating-point tensor holding NaN or infinity, or None."""
+    return next((k for k, v in state_dict.items() if v.is_floating_point() and not v.isfinite().all()), None)
+
+
+def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, dataset: str | None = None) -> None:
+    """Refuse, in one line, a checkpoint that cannot continue or evaluate this run (before anything is written)."""
+    ckpt = read_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters") or {}
+    if "arch" in hparams:
+        raise GenreTorchError(
+            f"{path} was written by an older genre_torch (architecture {hparams['arch']!r} by name): `genre-torch "
+            "predict` and `export` still read it; to test or resume, retrain with `genre-torch fit --config ...`"
+        )
+    trained_on = ckpt[CHECKPOINT_KEY].get("dataset")
+    if dataset is not None and trained_on != dataset:
+        raise GenreTorchError(
+            f"{path} was trained on {trained_on}, not {dataset}: pass that dataset's config "
+            f"(--data.dataset {trained_on})"
+        )
+    if model is not None:
+        expected = model.state_dict()
+        for key, value in ckpt["state_dict"].items():
+            if key not in expected or expected[key].shape != value.shape:
+                want = tuple(expected[key].shape) if key in expected else "absent"
+                raise GenreTorchError(
+                    f"{path} does not fit this model ({key}: {tuple(value.shape)} in the checkpoint, {want} here): "
+                    "pass the config it was trained with"
+                )

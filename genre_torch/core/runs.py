@@ -1,0 +1,43 @@
+"""Run folders: every run claims its version atomically, so concurrent runs never share a folder."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def claim_version(runs: Path, checkpoints: Path) -> int:
+    """Create runs/version_N exclusively for the first free N after the newest; checkpoints/version_N must be empty.
+
+    mkdir is atomic: of several processes trying the same N, exactly one succeeds and the others move on.
+    """
+    runs.mkdir(parents=True, exist_ok=True)
+    versions = [int(m.group(1)) for p in runs.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
+    n = max(versions, default=-1) + 1
+    while True:
+        try:
+            (runs / f"version_{n}").mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        ckpt = checkpoints / f"version_{n}"
+        if ckpt.is_dir() and any(ckpt.iterdir()):  # left over from a run whose log folder was deleted
+            (runs / f"version_{n}").rmdir()
+            n += 1
+            continue
+        return n
+
+
+def release(paths: Iterable[Path]) -> None:
+    """Remove claimed folders that are still empty (a run that failed before writing anything)."""
+    for path in paths:
+        with contextlib.suppress(OSError):  # not empty, or gone
+            path.rmdir()
+
+
+def resumed_version(ckpt_path: str | None) -> int | None:
+    """The run version that `fit --ckpt_path .../version_N/last.ckpt` continues, so it keeps its folders."""
+    match = re.fullmatch(r"version_(\d+)", Path(ckpt_path).parent.name) if ckpt_path else None
+    return int(match.group(1)) if match else None
