@@ -93,7 +93,11 @@ class TensorBatches:
             for start in range(0, n, self.batch_size):  # plain views, no gather
                 yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             return
-        for idx in order[self.rank :: self.world_size].tensor_split(len(self)):
+        mine = order[self.rank :: self.world_size]
+        # one process: batches of batch_size, the last one smaller, as a DataLoader gives them; several: the
+        # same number of near-equal batches on every rank (rank shards differ by a row: a rank must not run dry)
+        parts = mine.split(self.batch_size) if self.world_size == 1 else mine.tensor_split(len(self))
+        for idx in parts:
             yield self.x[idx], self.y[idx]
 
 

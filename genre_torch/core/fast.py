@@ -104,10 +104,13 @@ def step_epoch_schedulers(module: pl.LightningModule) -> None:
 
 
 def x_axis(module: pl.LightningModule) -> dict[str, float]:
-    """On the fast path, log against optimiser steps (Lightning's default x counts training_step calls)."""
+    """On the fast path, log against optimiser steps (Lightning's default x counts training_step calls).
+
+    Lightning plots an epoch's metrics at the index of its last step (global_step - 1); so does the fast path.
+    """
     if module.automatic_optimization:
         return {}
-    return {"step": float(module.trainer.global_step), "epoch": float(module.current_epoch)}
+    return {"step": float(module.trainer.global_step - 1), "epoch": float(module.current_epoch)}
 
 
 def total_steps(trainer: pl.Trainer) -> int:

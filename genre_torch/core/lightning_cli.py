@@ -52,7 +52,13 @@ class GenreCLI(LightningCLI):
             parser.link_arguments(f"data.{size}", f"model.{size}", apply_on="instantiate")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
-            {"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10}
+            {
+                "early_stopping.monitor": "val/loss",
+                "early_stopping.mode": "min",
+                "early_stopping.patience": 10,
+                # checked after validation, where val/* is logged (a max_steps stop mid-epoch has none)
+                "early_stopping.check_on_train_epoch_end": False,
+            }
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # the best checkpoint is chosen by the early-stopping metric: --early_stopping.monitor val/acc

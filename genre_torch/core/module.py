@@ -87,6 +87,8 @@ class GenreClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """The grouped fast path (--data.batches_per_step > 1) trains with manual optimisation."""
         self.automatic_optimization = not fast.enabled(self.trainer)
+        if stage == "fit":
+            fast.check(self.trainer, self)  # also when trained without GenreCLI
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         """Loss of an (x, y) batch; on the fast path, a group of batches with one optimiser step each."""
@@ -126,7 +128,7 @@ class GenreClassifier(pl.LightningModule):
         self._rows = 0
 
     def on_validation_epoch_start(self) -> None:
-        if self.trainer.sanity_checking or not self.trainer.training or self._sums is None:
+        if self.trainer.sanity_checking or self.trainer.state.fn != "fit" or self._sums is None:
             return
         # once per epoch, before ModelCheckpoint can save: a diverged model is never written
         finite = torch.isfinite(self._sums[0]) & torch.stack([p.isfinite().all() for p in self.parameters()]).all()
@@ -155,7 +157,7 @@ class GenreClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc})
-        if self.trainer.training and not self.trainer.sanity_checking:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.log_dict(fast.x_axis(self))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

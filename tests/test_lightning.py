@@ -1,0 +1,254 @@
+"""Lightning's own options, callbacks and hooks behave as the Lightning documentation says (observable effects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from genre_torch.cli import main, run_cli
+from genre_torch.core.module import GenreClassifier
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# 600 synthetic rows: 420 training rows, 7 batches of 64 per epoch
+FIT = ["fit", "--config", str(CONFIGS / "music_genre.yaml"), "--trainer.enable_progress_bar", "false"]
+FIT += ["--data.batch_size", "64", "--trainer.max_epochs", "2", "--early_stopping.patience", "100"]
+STEPS = 7
+
+
+def scalars(run_dir: str | Path, tag: str) -> list:
+    """The TensorBoard events of one scalar tag."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+
+class StepCounter(pl.Callback):
+    """Counts the per-step hooks and records what the batch hooks receive."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.batches: list = []
+
+    def _count(self, hook: str) -> None:
+        self.calls[hook] = self.calls.get(hook, 0) + 1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self._count("on_train_batch_start")
+        self.batches.append(batch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._count("on_train_batch_end")
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:  # noqa: ANN001
+        self._count("on_before_backward")
+
+    def on_after_backward(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self._count("on_after_backward")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # noqa: ANN001
+        self._count("on_before_optimizer_step")
+
+
+def fit_with(callbacks: list[pl.Callback], *args: str):  # noqa: ANN201
+    """Build the fit of FIT + args, add callbacks, train without the final test."""
+    cli = run_cli([*FIT[1:], *args], run=False)
+    cli.trainer.callbacks.extend(callbacks)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli
+
+
+def test_user_callback_hooks_fire_once_per_optimiser_step_with_an_xy_batch(data_env) -> None:
+    counter = StepCounter()
+    cli = fit_with([counter])
+    assert cli.trainer.global_step == 2 * STEPS
+    assert counter.calls == dict.fromkeys(
+        ["on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+         "on_before_optimizer_step"], 2 * STEPS,
+    )  # fmt: skip
+    x, y = counter.batches[0]
+    assert x.shape == (64, cli.model.hparams.num_features) and y.shape == (64,)
+
+
+def test_gradient_clipping_from_the_trainer_clips(data_env) -> None:
+    moved = {}
+    for name, extra in (("free", []), ("clipped", ["--trainer.gradient_clip_val", "1e-9"])):
+        cli = run_cli([*FIT[1:], "--trainer.max_steps", "1", *extra], run=False)
+        before = {k: v.clone() for k, v in cli.model.state_dict().items()}
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        moved[name] = max((v - before[k]).abs().max() for k, v in cli.model.state_dict().items() if "backbone" in k)
+    # Adam's first step moves every weight by about lr; a gradient clipped to norm 1e-9 is below Adam's eps
+    assert moved["free"] > 5e-4 and moved["clipped"] < 0.2 * moved["free"]
+
+
+def test_accumulate_grad_batches_and_the_accumulation_scheduler(data_env) -> None:
+    cli = fit_with([], "--trainer.accumulate_grad_batches", "2")
+    assert cli.trainer.global_step == 2 * 4  # ceil(7 / 2) optimiser steps an epoch
+    scheduled = fit_with([pl.callbacks.GradientAccumulationScheduler({0: 1, 1: 3})])
+    assert scheduled.trainer.global_step == STEPS + 3  # epoch 0: 7 steps; epoch 1: ceil(7 / 3)
+
+
+def test_limit_train_batches_max_steps_and_val_check_interval(data_env) -> None:
+    assert fit_with([], "--trainer.limit_train_batches", "3").trainer.global_step == 2 * 3
+    assert fit_with([], "--trainer.max_steps", "5").trainer.global_step == 5
+    cli = fit_with([], "--trainer.val_check_interval", "0.5")
+    assert len(scalars(cli.trainer.log_dir, "val/acc")) == 2 * 2  # twice per epoch
+
+
+def test_learning_rate_monitor_logs_every_optimiser_step(data_env) -> None:
+    monitor = pl.callbacks.LearningRateMonitor(logging_interval="step")
+    cli = fit_with([monitor], "--model.scheduler", "cosine")
+    points = scalars(cli.trainer.log_dir, "lr-Adam")
+    assert len(points) == 2 * STEPS and points[0].value > points[-1].value  # the cosine schedule, step by step
+
+
+def test_scalars_are_plotted_against_optimiser_steps_on_both_paths(data_env) -> None:
+    for path in ([], ["--data.batches_per_step", "3"]):
+        cli = fit_with([], *path)
+        for tag in ("train/loss", "val/acc", "epoch"):  # Lightning's x of an epoch: the index of its last step
+            steps = sorted({e.step for e in scalars(cli.trainer.log_dir, tag)})
+            assert steps == [STEPS - 1, 2 * STEPS - 1], (path, tag, steps)
+
+
+class StepLogger(GenreClassifier):
+    """A researcher's module that logs its loss at every step."""
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        loss = super().training_step(batch, batch_idx)
+        self.log("train/step_loss", loss, on_step=True, on_epoch=False)
+        return loss
+
+
+def test_self_log_on_step_gives_one_point_per_step(data_env) -> None:
+    cli = run_cli([*FIT[1:]], run=False)
+    model = StepLogger(**{k: v for k, v in cli.model.hparams.items() if not k.startswith("_")})
+    cli.trainer.fit(model, datamodule=cli.datamodule)
+    assert len(scalars(cli.trainer.log_dir, "train/step_loss")) == 2 * STEPS
+
+
+def test_mixed_precision_runs_the_forward_in_low_precision(data_env) -> None:
+    seen: list[torch.dtype] = []
+    cli = run_cli([*FIT[1:], "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "2"], run=False)
+    cli.model.backbone.head.register_forward_hook(lambda module, inputs, out: seen.append(out.dtype))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert torch.bfloat16 in seen and all(p.dtype == torch.float32 for p in cli.model.parameters())
+
+
+def test_swa_weights_are_the_final_checkpoint_and_what_is_tested(data_env, capsys) -> None:
+    swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"]
+    main([*FIT, "--trainer.max_epochs", "4", *swa])
+    out = capsys.readouterr().out
+    assert "SWA checkpoint (averaged weights): " in out
+    path = Path(out.split("SWA checkpoint (averaged weights): ")[1].split()[0])
+    saved = torch.load(path, weights_only=True)
+    best = next(p for p in path.parent.glob("best-*.ckpt"))
+    other = torch.load(best, weights_only=True)["state_dict"]
+    assert any(not torch.equal(v, other[k]) for k, v in saved["state_dict"].items())
+    tested = run_cli(["test", "--config", str(CONFIGS / "music_genre.yaml"), "--ckpt_path", str(path)])
+    assert f"test accuracy: {float(tested.trainer.callback_metrics['test/acc']):.4f}" in out
+
+
+class WeightsAtEpochStart(pl.Callback):
+    """Copies the learnable weights at the start of every epoch (after SWA's own epoch-start work)."""
+
+    def __init__(self) -> None:
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.weights[trainer.current_epoch] = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+def test_swa_batch_norm_epoch_does_not_train(data_env) -> None:
+    swa, seen = pl.callbacks.StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=2), WeightsAtEpochStart()
+    resmlp = ["--model.backbone", "ResMLP", "--model.backbone.norm", "batch"]  # MLP's norm: null would carry over
+    cli = fit_with([swa, seen], *resmlp, "--trainer.max_epochs", "4")
+    # SWA adds an epoch that only recomputes BatchNorm statistics: it starts from the averaged weights and
+    # must leave them as they are (Lightning runs it without backward; it counts one empty step)
+    assert set(seen.weights) == {0, 1, 2, 3, 4} and cli.trainer.global_step <= 4 * STEPS + 1
+    final = dict(cli.model.named_parameters())
+    assert all(torch.equal(final[n], w) for n, w in seen.weights[4].items())
+    assert any(not torch.equal(final[n], w) for n, w in seen.weights[3].items())
+
+
+def test_lightning_cli_optimizer_options_are_not_offered(capsys, data_env) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*FIT, "--optimizer", "Adam", "--lr_scheduler", "StepLR"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert not Path("runs").exists()
+
+
+def test_resuming_a_finished_run_keeps_the_best_checkpoint(data_env) -> None:
+    stop = ["--early_stopping.monitor", "val/acc", "--early_stopping.mode", "max", "--early_stopping.patience", "1"]
+    first = run_cli([*FIT, "--trainer.max_epochs", "60", *stop])
+    best = Path(first.trainer.checkpoint_callback.best_model_path)
+    last = best.parent / "last.ckpt"
+    saved = [torch.load(p, weights_only=True) for p in (best, last)]
+    # Lightning's save_last=True: last.ckpt is a copy of the newest checkpoint written (here the best one)
+    assert not last.is_symlink() and saved[0]["epoch"] == saved[1]["epoch"] < first.trainer.current_epoch - 1
+    best_bytes = best.read_bytes()
+    again = run_cli([*FIT, "--trainer.max_epochs", "60", *stop, "--ckpt_path", str(last)])
+    # the epochs after the best one are replayed exactly and stop where they stopped: the best stays the best
+    assert again.trainer.current_epoch == first.trainer.current_epoch
+    assert Path(again.trainer.checkpoint_callback.best_model_path) == best and best.read_bytes() == best_bytes
+    assert again.final_metrics["test/acc"] == first.final_metrics["test/acc"]
+    assert not last.is_symlink()
+
+
+def test_fast_path_trains_exactly_like_the_standard_path(data_env) -> None:
+    args = ["--model.backbone.dropout", "0.2", "--model.scheduler", "onecycle", "--model.batch_transform", "Mixup"]
+    standard = fit_with([], *args)
+    fast = fit_with([], *args, "--data.batches_per_step", "3")
+    assert not fast.model.automatic_optimization and standard.model.automatic_optimization
+    assert standard.trainer.global_step == fast.trainer.global_step == 2 * STEPS
+    for key, value in standard.model.state_dict().items():
+        assert torch.allclose(value, fast.model.state_dict()[key], atol=1e-6), key
+    capped = fit_with([], "--data.batches_per_step", "4", "--trainer.max_steps", "5")
+    assert capped.trainer.global_step == 5  # max_steps inside a group
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trainer.accumulate_grad_batches", "2"], "cannot honour --trainer.accumulate_grad_batches"),
+        (["--trainer.gradient_clip_val", "1.0"], "cannot honour --trainer.gradient_clip_val"),
+        (["--trainer.limit_train_batches", "3"], "cannot honour --trainer.limit_train_batches"),
+        (["--trainer.val_check_interval", "0.5"], "cannot honour --trainer.val_check_interval"),
+        (["--trainer.callbacks+=LearningRateMonitor", "--trainer.callbacks.logging_interval", "step"],
+         "cannot honour LearningRateMonitor"),
+        (["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"],
+         "cannot honour StochasticWeightAveraging"),
+        (["--checkpoint.every_n_train_steps", "5"], "cannot honour --checkpoint.every_n_train_steps"),
+    ],
+)  # fmt: skip
+def test_fast_path_refuses_what_it_cannot_honour(capsys, data_env, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*FIT, "--data.batches_per_step", "4", *args])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and message in err and err.startswith("genre-torch: error: ")
+    assert not [p for p in Path(".").rglob("version_*")]  # refused before any run folder was kept
+
+
+def test_fast_path_refuses_batch_hooks_of_callbacks_and_module_overrides(data_env) -> None:
+    from genre_torch.core.errors import GenreTorchError
+
+    with pytest.raises(GenreTorchError, match="cannot honour StepCounter: it overrides on_train_batch_start"):
+        fit_with([StepCounter()], "--data.batches_per_step", "4")
+    cli = run_cli([*FIT[1:], "--data.batches_per_step", "4"], run=False)
+    model = StepLogger(**{k: v for k, v in cli.model.hparams.items() if not k.startswith("_")})
+    with pytest.raises(GenreTorchError, match="cannot honour StepLogger.training_step"):
+        cli.trainer.fit(model, datamodule=cli.datamodule)
+
+
+def test_focal_loss_is_the_training_and_validation_criterion(data_env) -> None:
+    cli = fit_with([], "--model.criterion", "FocalLoss", "--model.criterion.gamma", "2.0")
+    x, y = cli.datamodule.tensors["val"]
+    model = cli.model.eval()
+    with torch.no_grad():
+        expected = model.criterion(model(x), y)
+    cli.trainer.validate(model, datamodule=cli.datamodule, verbose=False)
+    assert torch.allclose(cli.trainer.callback_metrics["val/loss"], expected, atol=1e-5)
+    plain = torch.nn.functional.cross_entropy(model(x), y)
+    assert not torch.allclose(expected, plain, atol=1e-3)  # really the focal loss, not cross-entropy
