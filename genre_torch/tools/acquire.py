@@ -10,7 +10,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +20,7 @@ from genre_torch.core.errors import GenreTorchError
 
 INSTALL_HINT = "pip install 'genre_torch[download]'"
 CHUNK = 1 << 20
+BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024}
 
 
 def url_env(spec: DatasetSpec) -> str:
@@ -60,25 +61,34 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
     return f"{type(error).__name__}: {message or 'no message'}"
 
 
-def _temporary(spec: DatasetSpec, dest: Path) -> tuple[int, str]:
-    """A new hidden temporary file in dest (created if needed), so that the final rename stays on one filesystem."""
+@contextmanager
+def staging(spec: DatasetSpec, dest: Path) -> Iterator[IO[bytes]]:
+    """A hidden temporary file in dest (same filesystem) that becomes dest/<name>.csv, with the umask's mode,
+    when the block ends without an error; otherwise it is removed, and so are the folders made for it."""
+    made = [p for p in (dest, *dest.parents) if not p.exists()]  # innermost first
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=dest, prefix=f".{spec.name}-", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{spec.name}-", suffix=".part")
     except OSError as e:
         raise GenreTorchError(f"{spec.name}: cannot write into {dest} ({type(e).__name__}: {e})") from None
-
-
-def _umask_mode() -> int:
-    """The mode a newly created file gets under the process umask (mkstemp's files are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's files are 0600
+        os.replace(tmp, dest / f"{spec.name}.csv")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        for folder in made:
+            with suppress(OSError):  # only empty ones go
+                folder.rmdir()
 
 
 def download_url(spec: DatasetSpec, url: str, dest: Path, retries: int = 2, progress: bool = True) -> Path:
-    """Stream into a temporary file in dest, check sha256, rename; after a cut the next attempt continues where
-    it stopped (an HTTP Range request, or skipping what is already there), so the progress bar never goes back."""
+    """Stream into a staging file, check sha256, rename; after a cut the next attempt continues where it
+    stopped (an HTTP Range request, or skipping what is already there), so the progress bar never goes back."""
     try:
         import requests
         from tqdm import tqdm
@@ -87,17 +97,11 @@ def download_url(spec: DatasetSpec, url: str, dest: Path, retries: int = 2, prog
     target = dest / f"{spec.name}.csv"
     if spec.sha256 and target.is_file() and file_sha256(target) == spec.sha256:
         return target  # already there and valid
-    fd, tmp = _temporary(spec, dest)
     if progress:
         print(f"{spec.name}: fetching {url} into {dest}", file=sys.stderr)
-    digest, done = hashlib.sha256(), 0
+    digest, done, bar = hashlib.sha256(), 0, None
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            tqdm(
-                unit="B", unit_scale=True, unit_divisor=1024, disable=not progress, desc=spec.name, file=sys.stderr
-            ) as bar,
-        ):
+        with staging(spec, dest) as out:
             for attempt in range(retries + 1):
                 try:
                     headers = {"Range": f"bytes={done}-"} if done else {}
@@ -105,9 +109,10 @@ def download_url(spec: DatasetSpec, url: str, dest: Path, retries: int = 2, prog
                         response.raise_for_status()
                         resumed = response.status_code == 206
                         skip = 0 if resumed else done  # a server without ranges sends it all again: skip what we have
-                        length = response.headers.get("Content-Length")
-                        if length and length.isdigit():
-                            bar.total = int(length) + (done if resumed else 0)
+                        length = response.headers.get("Content-Length", "")
+                        total = int(length) + (done if resumed else 0) if length.isdigit() else None
+                        if bar is None:  # made once the size is known; the same bar for every attempt
+                            bar = tqdm(total=total, disable=not progress, file=sys.stderr, desc=spec.name, **BAR)
                         for chunk in response.iter_content(CHUNK):
                             if skip:
                                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
@@ -120,22 +125,21 @@ def download_url(spec: DatasetSpec, url: str, dest: Path, retries: int = 2, prog
                     if attempt == retries:
                         raise GenreTorchError(
                             f"{spec.name}: download from {url} failed after {retries + 1} attempt(s) "
-                            f"({short_reason(e)}); the partial file was removed, run the command again "
+                            f"({short_reason(e)}); nothing was written to {target}; run the command again "
                             f"(or set {url_env(spec)} to a mirror)"
                         ) from None
-                    bar.write(f"{spec.name}: attempt {attempt + 1} failed ({short_reason(e)}); resuming")
-        if spec.sha256 and digest.hexdigest() != spec.sha256:
-            raise GenreTorchError(
-                f"{spec.name}: the file from {url} failed verification (sha256 {digest.hexdigest()}, expected "
-                f"{spec.sha256}); it was removed, nothing was written to {target}"
-            )
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, target)
+                    if progress:
+                        (bar or tqdm).write(f"{spec.name}: attempt {attempt + 1} failed ({short_reason(e)}); retrying")
+            if spec.sha256 and digest.hexdigest() != spec.sha256:
+                raise GenreTorchError(
+                    f"{spec.name}: the file from {url} failed verification (sha256 {digest.hexdigest()}, expected "
+                    f"{spec.sha256}); it was removed, nothing was written to {target}"
+                )
     except OSError as e:
-        raise GenreTorchError(f"{spec.name}: cannot write into {dest} ({type(e).__name__}: {e})") from None
+        raise GenreTorchError(f"{spec.name}: cannot write {target} ({type(e).__name__}: {e})") from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if bar is not None:
+            bar.close()
     return target
 
 
@@ -198,24 +202,18 @@ def place_file(spec: DatasetSpec, source: Path, dest: Path) -> Path:
         raise GenreTorchError(f"{source} does not exist; pass the downloaded .csv, .csv.gz or .zip")
     target = dest / f"{spec.name}.csv"
     digest = hashlib.sha256()
-    fd, tmp = _temporary(spec, dest)
     try:
-        with os.fdopen(fd, "wb") as out, open_csv_bytes(source, spec.source.get("file", "")) as src:
+        with staging(spec, dest) as out, open_csv_bytes(source, spec.source.get("file", "")) as src:
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-        if spec.sha256 and digest.hexdigest() != spec.sha256:
-            raise GenreTorchError(
-                f"{spec.name}: {source} failed verification (sha256 {digest.hexdigest()}, expected {spec.sha256}); "
-                f"nothing was written to {target}"
-            )
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, target)
+            if spec.sha256 and digest.hexdigest() != spec.sha256:
+                raise GenreTorchError(
+                    f"{spec.name}: {source} failed verification (sha256 {digest.hexdigest()}, expected "
+                    f"{spec.sha256}); nothing was written to {target}"
+                )
     except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as e:
         raise GenreTorchError(f"{source} could not be read ({type(e).__name__}: {e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return target
 
 
