@@ -23,13 +23,14 @@ def to_numeric(values: pd.Series) -> tuple[pd.Series, Counter]:
     """Parse a column as float64; unparseable, non-finite and |x| > HUGE values become NaN, counted by kind."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64"), Counter()
-    parsed = pd.to_numeric(values, errors="coerce").astype("float64")
-    failed = parsed.isna() & values.notna()
-    nan_words = failed & values.astype("string").str.strip().str.lower().isin(NAN_WORDS) if failed.any() else failed
-    usable = np.isfinite(parsed) & (parsed.abs() <= HUGE)
-    counts = Counter({UNPARSEABLE: int((failed & ~nan_words).sum())})
-    counts[NON_FINITE] = int((parsed.notna() & ~usable).sum() + nan_words.sum())
-    return parsed.where(usable), +counts
+    parsed = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    failed = np.isnan(parsed) & values.notna().to_numpy()
+    nan_words = int(values[failed].astype(str).str.strip().str.lower().isin(NAN_WORDS).sum()) if failed.any() else 0
+    with np.errstate(invalid="ignore"):
+        usable = np.abs(parsed) <= HUGE  # False for NaN and inf
+    counts = Counter({UNPARSEABLE: int(failed.sum()) - nan_words})
+    counts[NON_FINITE] = int((~np.isnan(parsed) & ~usable).sum()) + nan_words
+    return pd.Series(np.where(usable, parsed, np.nan), index=values.index, name=values.name), +counts
 
 
 def parses_as_numbers(values: pd.Series) -> bool:
