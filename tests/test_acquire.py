@@ -321,3 +321,15 @@ def test_check_shows_the_table_then_the_error_training_would_give(data_env, tmp_
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert "tempo" in captured.out and "feature column(s) tempo have no usable value" in captured.err
+
+
+def test_a_spec_file_brings_its_own_source(server, tmp_path, capsys) -> None:
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(
+        f"name: mine\ntarget: track_genre\nnumeric: auto\nsource: {{url: '{server}/good.csv'}}\nsha256: {SHA}\n"
+    )
+    main(["data", "download", str(spec), "--dest", str(tmp_path / "d"), "--no_progress"])
+    assert (tmp_path / "d" / "mine.csv").read_bytes() == CSV and f"sha256 verified: {SHA}" in capsys.readouterr().out
+    spec.write_text(f"name: mine\ntarget: track_genre\nnumeric: auto\nsource: {{url: '{server}/good.csv'}}\n")
+    main(["data", "download", str(spec), "--dest", str(tmp_path / "e"), "--no_progress"])
+    assert "not verified: the spec has no sha256" in capsys.readouterr().out
