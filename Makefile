@@ -1,4 +1,6 @@
-# Fresh machine: `make train` or `make test` create the virtualenv and install on first use.
+# Fresh machine: `make train` or `make test` create the virtualenv and install on first use;
+# `make train` also downloads the config's dataset into ./data when it is not there yet (not when ARGS
+# set --data.* options: then the data is yours to point at).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -16,7 +18,8 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-train: install  ## train + test a genre classifier (default: music_genre)
+train: install  ## get the config's dataset if training would not find it (verified), then train + test
+	$(if $(findstring --data.,$(ARGS)),,$(VENV)/bin/genre-torch data download --config $(CONFIG) --if_missing)
 	$(VENV)/bin/genre-torch fit --config $(CONFIG) $(ARGS)
 
 test: install  ## lint + the whole test suite (slow and real-data tests included)

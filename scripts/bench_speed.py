@@ -26,6 +26,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,6 +35,9 @@ from typing import Any
 import torch
 import yaml
 
+from genre_torch.core.data import DATA_DIR_ENV, find_data_file
+from genre_torch.core.datasets import load_spec
+from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools.speed import compare, end_to_end, inference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +64,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.gpu_only and not torch.cuda.is_available():
         p.error("--gpu_only needs a CUDA GPU and none is visible; drop it for the CPU rows")
     return args
+
+
+def locate_data(configs: list[str]) -> None:
+    """Find each config's data as training does (from here) and export its folder as an absolute
+    $GENRE_TORCH_DATA_DIR, so that the end-to-end fits, which run in a scratch folder, find it too."""
+    for config in configs:
+        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+        path = find_data_file(load_spec(data.get("dataset", "music_genre")), data.get("path")).resolve()
+        if not data.get("path"):
+            os.environ[DATA_DIR_ENV] = str(path.parent)
 
 
 def median(values: list[float]) -> float:
@@ -148,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     if args.threads:
         torch.set_num_threads(args.threads)
+    locate_data([args.gpu_config] if args.gpu_only else [args.config] + [args.gpu_config] * torch.cuda.is_available())
     default_bs = int(yaml.safe_load(Path(args.config).read_text())["data"]["batch_size"])
     batch_sizes = args.batch_sizes or list(dict.fromkeys([default_bs, 256, 1024, 4096]))
     if args.quick:
@@ -229,4 +244,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GenreTorchError as e:  # e.g. no data: the same one line as `genre-torch fit`
+        print(f"bench_speed: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REAL_DATA_DIR = Path(os.environ.get("GENRE_TORCH_DATA_DIR", "../shared/data")).resolve()
+from genre_torch.core.data import find_data_file
+from genre_torch.core.datasets import get_spec
+from genre_torch.core.errors import GenreTorchError
+
+REPO = Path(__file__).resolve().parents[1]
 KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 
@@ -118,8 +121,9 @@ def data_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def real_file(name: str) -> Path:
-    """Path of a real dataset, or skip the test when it is absent."""
-    for candidate in (REAL_DATA_DIR / f"{name}.csv.gz", REAL_DATA_DIR / f"{name}.csv"):
-        if candidate.is_file():
-            return candidate
-    pytest.skip(f"real {name} data not found in {REAL_DATA_DIR}")
+    """Path of a real dataset found as training finds it ($GENRE_TORCH_DATA_DIR, else data/ in the repository,
+    where `genre-torch data download` run from the repository root puts it); skip the test when it is absent."""
+    try:
+        return find_data_file(get_spec(name), root=REPO).resolve()
+    except GenreTorchError as e:
+        pytest.skip(f"real {name} data not found ({e})")

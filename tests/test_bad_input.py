@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from genre_torch.cli import main
+from genre_torch.cli import main, run_cli
 from tests.conftest import make_music_genre
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]
 
 
 def run_bad(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -84,7 +87,7 @@ def test_garbage_numbers_become_missing_with_a_warning(data_env, capsys) -> None
     df = make_music_genre()
     df["loudness"] = df["loudness"].astype(object)
     df.loc[df.index % 7 == 0, "loudness"] = "loud!"
-    with pytest.warns(UserWarning, match=r"column loudness: \d+ unparseable"):
+    with pytest.warns(UserWarning, match=r"column loudness: \d+ value\(s\) unparseable -> missing"):
         main(["fit", "--config", CONFIG, "--trainer.max_epochs", "1", "--data.path", write(df)])
     assert "test accuracy" in capsys.readouterr().out
 
@@ -109,3 +112,38 @@ def test_garbage_numbers_become_missing_with_a_warning(data_env, capsys) -> None
 )
 def test_numbers_out_of_range_are_one_line_errors(capsys, data_env, args: list[str], message: str) -> None:
     assert re.search(message, run_bad(capsys, *args))
+
+
+def test_infinite_and_huge_values_become_missing_and_the_model_stays_finite(data_env, capsys) -> None:
+    df = make_music_genre()
+    df["energy"] = df["energy"].astype(object)
+    rows = df["music_genre"].notna()
+    bad = {"loudness": rows & (df.index % 9 < 2), "popularity": rows & (df.index % 11 == 5)}
+    bad["energy"] = rows & (df.index % 13 == 6)
+    df.loc[bad["loudness"], "loudness"] = np.where(df.index[bad["loudness"]] % 2, np.inf, -np.inf)
+    df.loc[bad["popularity"], "popularity"] = 1e308
+    # text that parses as NaN or inf (read_csv itself turns "nan", "NaN", "NA"... into missing values)
+    df.loc[bad["energy"], "energy"] = np.where(df.index[bad["energy"]] % 2, "NAN", "-Infinity")
+    with pytest.warns(UserWarning) as caught:
+        cli = run_cli(["fit", "--config", CONFIG, *FAST, "--data.path", write(df)])
+    notes = [str(w.message) for w in caught if "-> missing" in str(w.message)]
+    for column, mask in bad.items():
+        note = f"music_genre: column {column}: {mask.sum()} value(s) non-finite -> missing"
+        assert notes.count(f"{note} (imputed with the training median)") == 1, notes
+    best = cli.trainer.checkpoint_callback.best_model_path
+    weights = torch.load(best, weights_only=True)["state_dict"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    assert float(re.search(r"test accuracy: ([0-9.]+)", capsys.readouterr().out).group(1)) > 0.5
+
+
+def test_a_feature_column_without_any_value_is_an_error(capsys, data_env) -> None:
+    df = make_music_genre()
+    df["tempo"], df["energy"] = "fast", np.inf
+    err = run_bad(capsys, "--data.path", write(df))
+    assert "music_genre: feature column(s) energy, tempo have no usable value" in err
+
+
+def test_bad_dataset_spec_file(capsys, data_env) -> None:
+    Path("spec.yaml").write_text("name: mine\ntarget: label\nnumerik: auto\n")
+    assert "spec.yaml: unknown key 'numerik'" in run_bad(capsys, "--data.dataset", "spec.yaml")
+    assert "dataset spec file nope.yaml does not exist" in run_bad(capsys, "--data.dataset", "nope.yaml")

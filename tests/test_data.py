@@ -17,7 +17,7 @@ from tests.conftest import make_music_genre, make_spotify_tracks
 
 def test_music_genre_quirks_are_cleaned() -> None:
     raw = make_music_genre(n=100)
-    with pytest.warns(UserWarning, match=r"column tempo: 10 unparseable"):
+    with pytest.warns(UserWarning, match=r"column tempo: 10 value\(s\) unparseable -> missing"):
         df = MUSIC_GENRE.clean(raw)
     assert len(df) == 100  # the 5 all-empty rows are gone
     assert df["tempo"].isna().sum() == 10

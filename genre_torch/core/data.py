@@ -14,7 +14,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from genre_torch.core.datasets import DatasetSpec, get_spec
+from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.prepared import is_prepared, load_prepared
 from genre_torch.core.preprocessing import Preprocessor
@@ -23,21 +23,30 @@ from genre_torch.core.split import artist_groups, group_split_indices, split_ind
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
 
 
-def find_data_file(spec: DatasetSpec, path: str | os.PathLike | None = None) -> Path:
-    """The explicit path, else the first candidate file in $GENRE_TORCH_DATA_DIR, else in ./data/."""
+def data_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for a dataset file: $GENRE_TORCH_DATA_DIR if set, then <root>/data (root: the working
+    directory, where `genre-torch data download` puts files by default; the tests pass the repository root)."""
+    dirs = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
+    return [*dirs, Path(root or "") / "data"]
+
+
+def find_data_file(
+    spec: DatasetSpec, path: str | os.PathLike | None = None, root: str | os.PathLike | None = None
+) -> Path:
+    """The explicit path, else the first candidate file of `spec` in data_dirs(root)."""
     if path is not None:
         if not Path(path).is_file():
             raise GenreTorchError(f"data file {path} does not exist; fix --data.path")
         return Path(path)
-    dirs = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
-    dirs.append(Path("data"))
+    dirs = data_dirs(root)
     for folder in dirs:
         for name in spec.candidate_files():
             if (folder / name).is_file():
                 return folder / name
     looked = ", ".join(str(d / n) for d in dirs for n in spec.candidate_files())
+    download = f"`genre-torch data download {spec.name if spec.name in SPECS else 'SPEC.yaml'}`"
     raise GenreTorchError(
-        f"no data file for {spec.name}: looked for {looked}; get it with `genre-torch data download {spec.name}`, "
+        f"no data file for {spec.name}: looked for {looked}; get it with {download}, "
         f"or set {DATA_DIR_ENV} to the folder holding {spec.name}.csv(.gz), or pass --data.path"
     )
 
@@ -133,7 +142,7 @@ class GenreDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str = "music_genre",
+        dataset: str | dict[str, Any] = "music_genre",
         path: str | None = None,
         batch_size: int = 512,
         batches_per_step: int = 1,
@@ -152,7 +161,8 @@ class GenreDataModule(pl.LightningDataModule):
     ) -> None:
         """
         Args:
-            dataset: Name of a built-in dataset spec (music_genre, spotify_tracks).
+            dataset: A built-in dataset (music_genre, spotify_tracks), the path of a dataset spec .yaml file,
+                or a spec written inline as a mapping (format: genre_torch/core/datasets/__init__.py).
             path: CSV (.csv or .csv.gz) to read; default: look in $GENRE_TORCH_DATA_DIR, then ./data/.
             batch_size: Training batch size.
             batches_per_step: 1 trains on Lightning's standard path. K > 1 opts into the fast path
@@ -175,7 +185,7 @@ class GenreDataModule(pl.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.spec = get_spec(dataset)
+        self.spec = load_spec(dataset)
         self.path, self.batch_size, self.eval_batch_size = path, batch_size, eval_batch_size
         _check_settings(batch_size, batches_per_step, eval_batch_size, test_fraction, val_fraction, split_seed)
         if meta_folds < 1 or meta_smoothing < 0:
@@ -190,7 +200,7 @@ class GenreDataModule(pl.LightningDataModule):
         unknown = sorted(set(meta_columns or ()) - set(self.spec.meta))
         if unknown:
             raise GenreTorchError(
-                f"{unknown} are not metadata columns of {dataset}; known: {', '.join(self.spec.meta)}"
+                f"{unknown} are not metadata columns of {self.spec.name}; known: {', '.join(self.spec.meta)}"
             )
         meta = {c: s for c, s in self.spec.meta.items() if meta_columns is None or c in meta_columns}
         meta = meta if features == "audio+meta" else {}
@@ -209,7 +219,10 @@ class GenreDataModule(pl.LightningDataModule):
             return self
         if is_prepared(self.path):
             return load_prepared(self)
-        frame = self.spec.clean(read_csv(find_data_file(self.spec, self.path)))
+        raw = read_csv(find_data_file(self.spec, self.path))
+        self.spec = self.spec.resolve(raw)  # `numeric: auto` becomes the file's numeric columns, stored so
+        self.preprocessor.numeric = list(self.spec.numeric)  # (checkpoints) that predict uses the same ones
+        frame = self.spec.clean(raw)
         labels = frame[self.spec.target]
         groups = None
         if self.split == "artist":

@@ -203,10 +203,9 @@ class GenreClassifier(pl.LightningModule):
     def _remember_preprocessor(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "preprocessor"):
-            spec = datamodule.spec
             self.preprocessor_state = {
-                "dataset": spec.name,
-                "spec": spec.to_dict() if hasattr(spec, "to_dict") else None,
+                "dataset": datamodule.spec.name,
+                "spec": datamodule.spec.to_dict(),  # numeric: auto is resolved by now (setup read the data)
                 "preprocessor": datamodule.preprocessor.state_dict(),
             }
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from genre_torch.core.datasets import SPECS, DatasetSpec, to_category
+from genre_torch.core.datasets.cleaning import NON_FINITE, UNPARSEABLE, to_numeric
 
 
 def guess_spec(path: Path, frame: pd.DataFrame) -> DatasetSpec:
@@ -40,16 +42,16 @@ def row_drops(spec: DatasetSpec, raw: pd.DataFrame) -> dict[str, int]:
 
 
 def column_table(spec: DatasetSpec, raw: pd.DataFrame) -> pd.DataFrame:
-    """Missing, unparseable and out-of-range values per feature column, counted on the non-empty rows."""
+    """Missing, unparseable, non-finite and out-of-range values per feature column, counted on the non-empty rows."""
     raw = raw[~raw.isna().all(axis=1)]
     rows = []
     for col in spec.features:
         values = raw[col]
         missing = int(values.isna().sum())
-        unparseable = out_of_range = 0
+        unparseable = non_finite = out_of_range = 0
         if col in spec.numeric:
-            parsed = pd.to_numeric(values, errors="coerce") if values.dtype != bool else values.astype(float)
-            unparseable = int((parsed.isna() & values.notna()).sum())
+            parsed, counts = to_numeric(values)
+            unparseable, non_finite = counts[UNPARSEABLE], counts[NON_FINITE]
             if col in spec.valid_ranges:
                 lo, hi = spec.valid_ranges[col]
                 out_of_range = int((parsed.notna() & ~parsed.between(lo, hi)).sum())
@@ -57,25 +59,31 @@ def column_table(spec: DatasetSpec, raw: pd.DataFrame) -> pd.DataFrame:
         else:
             distinct = to_category(values).nunique()
         kind = "numeric" if col in spec.numeric else "categorical"
-        rows.append((col, kind, missing, unparseable, out_of_range, missing + unparseable + out_of_range, distinct))
-    columns = ["column", "kind", "missing", "unparseable", "out of range", "imputed", "distinct"]
+        imputed = missing + unparseable + non_finite + out_of_range
+        rows.append((col, kind, missing, unparseable, non_finite, out_of_range, imputed, distinct))
+    columns = ["column", "kind", "missing", "unparseable", "non-finite", "out of range", "imputed", "distinct"]
     return pd.DataFrame(rows, columns=columns).set_index("column")
 
 
 def summary(spec: DatasetSpec, raw: pd.DataFrame) -> str:
     """The whole report as text: row drops, per-column problems, genres, duplicate tracks."""
+    return "\n".join(report_lines(spec, raw))
+
+
+def report_lines(spec: DatasetSpec, raw: pd.DataFrame) -> Iterator[str]:
+    """The report line by line; a file that training would refuse raises its error after the column table."""
+    spec = spec.resolve(raw)
     spec.check_columns(raw)
-    lines = [f"dataset: {spec.name}  columns: {len(raw.columns)} (all {len(spec.features) + 1} required present)"]
-    lines += [f"  {k:<48} {v:>9,}" for k, v in row_drops(spec, raw).items()]
-    lines += [
-        "",
-        "feature columns (non-empty rows; 'imputed' = missing after cleaning, filled with the train median",
-        "or the all-zero one-hot):",
-    ]
-    lines += [column_table(spec, raw).to_string()]
+    yield f"dataset: {spec.name}  columns: {len(raw.columns)} (all {len(spec.features) + 1} required present)"
+    yield from (f"  {k:<48} {v:>9,}" for k, v in row_drops(spec, raw).items())
+    yield ""
+    yield "feature columns (non-empty rows; 'imputed' = missing after cleaning, filled with the train median"
+    yield "or the all-zero one-hot; non-finite = inf, nan or |x| > 1e30):"
+    yield column_table(spec, raw).to_string()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clean = spec.clean(raw)
+    lines = []
     counts = clean[spec.target].value_counts().sort_index()
     lines += ["", f"genres ({spec.target}): {len(counts)}, rows per genre min {counts.min():,} / max {counts.max():,}"]
     per_line = 4
@@ -93,4 +101,4 @@ def summary(spec: DatasetSpec, raw: pd.DataFrame) -> str:
         if len(repeated):
             labels = clean.loc[repeated.index].groupby(spec.id_columns[0])[spec.target].nunique()
             lines += [f"  of these, {int((labels > 1).sum()):,} carry more than one genre (same features, other label)"]
-    return "\n".join(lines)
+    yield from lines

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
+from typing import Any
 
 from genre_torch.core.data import find_data_file, read_csv
-from genre_torch.core.datasets import SPECS, get_spec
+from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
+from genre_torch.core.datasets.schema import read_yaml
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import acquire
-from genre_torch.tools.datacheck import guess_spec, summary
+from genre_torch.tools.datacheck import guess_spec, report_lines
+
+DATASET_HELP = f"a built-in dataset ({', '.join(SPECS)}) or the path of a dataset spec .yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,43 +22,83 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genre-torch data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     down = sub.add_parser("download", help="download a dataset and verify its sha256")
-    down.add_argument("name", choices=sorted(SPECS), help="dataset name")
+    down.add_argument("name", nargs="?", help=DATASET_HELP)
+    down.add_argument("--config", type=Path, help="take the dataset (and data.path) from this training config")
+    down.add_argument(
+        "--if_missing", "--if-missing", action="store_true", help="nothing to do if training finds a file"
+    )
     down.add_argument("--dest", type=Path, default=None, help="folder (default: $GENRE_TORCH_DATA_DIR, else ./data)")
     down.add_argument("--file", type=Path, default=None, help="verify and place a file you downloaded yourself")
     down.add_argument("--retries", type=int, default=2, help="download attempts after a failed one (default 2)")
-    down.add_argument("--no-progress", action="store_true", help="no progress bar")
+    down.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     check = sub.add_parser("check", help="validate a CSV against its dataset spec and summarise it")
     check.add_argument("target", help="dataset name (looked up like training does) or path of a CSV")
-    check.add_argument("--dataset", choices=sorted(SPECS), default=None, help="spec to check PATH against")
-    check.add_argument("--no-hash", action="store_true", help="skip the sha256 comparison")
+    check.add_argument("--dataset", default=None, help=f"spec to check PATH against: {DATASET_HELP}")
+    check.add_argument("--no_hash", "--no-hash", action="store_true", help="skip the sha256 comparison")
     return parser
+
+
+def config_data(path: Path) -> dict[str, Any]:
+    """The `data:` section of a training config (dataset defaults to music_genre, as in GenreDataModule)."""
+    if not path.is_file():
+        raise GenreTorchError(f"config file {path} does not exist")
+    config = read_yaml(path) or {}
+    data = config.get("data") if isinstance(config, dict) else None
+    return {"dataset": "music_genre", **(data if isinstance(data, dict) else {})}
+
+
+def download(args: argparse.Namespace) -> None:
+    """`data download`: fetch (or place --file) the dataset, verified; with --if_missing only when absent."""
+    if (args.name is None) == (args.config is None):
+        raise GenreTorchError("data download takes a dataset NAME or --config CONFIG (one of them)")
+    data = config_data(args.config) if args.config else {"dataset": args.name}
+    spec = load_spec(data["dataset"])
+    if args.if_missing and args.file is None:
+        try:
+            found = find_data_file(spec, data.get("path"))
+        except GenreTorchError:
+            if data.get("path"):  # an explicit path that does not exist: downloading elsewhere would not help
+                raise
+        else:
+            print(f"{spec.name}: {found} is present; nothing to download")
+            return
+    dest = args.dest or acquire.default_dest()
+    if args.file is not None:
+        path = acquire.place_file(spec, args.file, dest)
+    else:
+        path = acquire.download(spec, dest, retries=args.retries, progress=not args.no_progress)
+    verdict = f"sha256 verified: {spec.sha256}" if spec.sha256 else "not verified: the spec has no sha256"
+    print(f"{spec.name}: {path} ({verdict})")
+
+
+def check(args: argparse.Namespace) -> None:
+    """`data check`: the report of datacheck.report_lines, printed as it is computed."""
+    spec: DatasetSpec | None = load_spec(args.dataset) if args.dataset else None
+    if args.target in SPECS and spec is None:
+        spec = SPECS[args.target]
+        path = find_data_file(spec)
+    elif Path(args.target).is_file():
+        path = Path(args.target)
+    else:
+        raise GenreTorchError(f"{args.target} is neither a dataset ({', '.join(SPECS)}) nor a file")
+    raw = read_csv(path)
+    spec = spec or guess_spec(path, raw)
+    print(f"file: {path}")
+    if not args.no_hash:
+        digest = acquire.file_sha256(path)
+        known = spec.sha256 or "(the spec has no sha256)"
+        verdict = "matches the known upstream file" if digest == spec.sha256 else f"differs from {known}"
+        print(f"sha256 of the CSV: {digest} ({verdict})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for line in report_lines(spec, raw):
+            print(line, flush=True)
 
 
 def main(argv: list[str]) -> None:
     """Run `genre-torch data ...`."""
     args = build_parser().parse_args(argv)
     if args.command == "download":
-        spec = get_spec(args.name)
-        dest = args.dest or acquire.default_dest()
-        if args.file is not None:
-            path = acquire.place_file(spec, args.file, dest)
-        else:
-            path = acquire.download(spec, dest, retries=args.retries, progress=not args.no_progress)
-        print(f"{spec.name}: {path} (sha256 verified: {spec.sha256})")
-        return
-    if args.target in SPECS:
-        path = find_data_file(get_spec(args.target))
-    elif Path(args.target).is_file():
-        path = Path(args.target)
+        download(args)
     else:
-        raise GenreTorchError(f"{args.target} is neither a dataset ({', '.join(SPECS)}) nor a file")
-    raw = read_csv(path)
-    spec = get_spec(args.dataset) if args.dataset else SPECS.get(args.target) or guess_spec(path, raw)
-    print(f"file: {path}")
-    if not args.no_hash:
-        digest = acquire.file_sha256(path)
-        verdict = "matches the known upstream file" if digest == spec.sha256 else f"differs from {spec.sha256}"
-        print(f"sha256 of the CSV: {digest} ({verdict})")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        print(summary(spec, raw))
+        check(args)

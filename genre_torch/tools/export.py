@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.tools.common import ArgumentParser, atomic_path, load_checkpoint, load_model
@@ -69,8 +70,10 @@ def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
         {"name": c, "kind": "categorical", "categories": list(state["vocab"][c]), "missing": "-1 or NaN"}
         for c in state["categorical"]
     ]
+    spec = spec_from_checkpoint_state(ckpt[CHECKPOINT_KEY])
     return {
-        "dataset": ckpt[CHECKPOINT_KEY]["dataset"],
+        "dataset": spec.name,
+        "spec": spec.to_dict(),  # the cleaning rules the input rows must have been through
         "input": "features",
         "output": "probabilities",
         "columns": numeric + categorical,

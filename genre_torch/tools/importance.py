@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.inspection import permutation_importance
 
 from genre_torch.core.data import GenreDataModule
+from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.core.preprocessing import Preprocessor
@@ -48,7 +49,7 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
     ckpt = load_checkpoint(ckpt_path)
     state = ckpt[CHECKPOINT_KEY]
     known = inspect.signature(GenreDataModule).parameters  # skips Lightning's own keys such as _instantiator
-    saved = ckpt.get("datamodule_hyper_parameters") or {"dataset": state["dataset"]}
+    saved = {**(ckpt.get("datamodule_hyper_parameters") or {}), "dataset": spec_from_checkpoint_state(state).to_dict()}
     settings = {k: v for k, v in saved.items() if k in known}
     if data_path is not None:
         settings["path"] = data_path

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.core.datasets import DatasetSpec, get_spec
+from genre_torch.core.datasets import DatasetSpec, spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
@@ -66,7 +66,8 @@ def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Pred
     """A Predictor from a checkpoint written by `genre-torch fit` (no training data needed)."""
     ckpt = load_checkpoint(ckpt_path)
     state = ckpt[CHECKPOINT_KEY]
-    return Predictor(load_model(ckpt), Preprocessor.from_state_dict(state["preprocessor"]), get_spec(state["dataset"]))
+    spec = spec_from_checkpoint_state(state)
+    return Predictor(load_model(ckpt), Preprocessor.from_state_dict(state["preprocessor"]), spec)
 
 
 def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
