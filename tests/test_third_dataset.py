@@ -24,7 +24,16 @@ numeric: auto       # f0 .. f19; not the row index, the id or the text column
 id_columns: [song_id]
 ignore: [comment]
 """
-FAST = ["--trainer.max_epochs", "4", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]
+FAST = [
+    "--trainer.max_epochs",
+    "6",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.batch_size",
+    "64",
+    "--model.lr",
+    "0.01",
+]
 
 
 def make_synth(n: int = 600, seed: int = 0) -> pd.DataFrame:
