@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from genre_torch.core.datasets import SPECS
-from genre_torch.core.prepared import PreparedData, compare, table_arrays
+from genre_torch.core.prepared import PreparedData, compare
 from genre_torch.core.split import split_indices
+from genre_torch.core.streaming import table_arrays
 from genre_torch.tools.prepare import prepare
 from tests.conftest import make_music_genre, make_spotify_tracks
 

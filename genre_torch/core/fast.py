@@ -50,10 +50,9 @@ def check(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any = Non
     for option, bad in limits.items():
         if bad:
             raise GenreTorchError(f"{why} {option} (it counts training_step calls, each {k} batches){fix}")
-    from genre_torch.core.module import GenreClassifier
-
+    base = next(c for c in type(module).__mro__ if "training_loss" in vars(c))  # GenreClassifier, not a subclass
     for hook in MODULE_HOOKS:
-        if is_overridden(hook, module, GenreClassifier):
+        if is_overridden(hook, module, base):
             raise GenreTorchError(f"{why} {type(module).__name__}.{hook} (called per group of batches){fix}")
     for callback in trainer.callbacks:
         problem = _callback_problem(callback)

@@ -17,6 +17,7 @@ import torch
 
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.streaming import ParquetBatches, table_arrays
 
 STATE_FILE = "preprocessing.json"
 SPLITS = ("train", "val", "test")
@@ -53,15 +54,6 @@ def split_files(folder: Path, split: str) -> list[Path]:
     if not files:
         raise GenreTorchError(f"{folder / split} holds no Parquet files; run `genre-torch prepare` again")
     return files
-
-
-def table_arrays(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row_id, label, features) numpy arrays of a pyarrow table with those columns."""
-    features = table.column("features").combine_chunks()
-    values = features.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    width = len(features[0]) if len(features) else 0
-    ids = table.column("row_id").to_numpy() if "row_id" in table.column_names else np.empty(0, np.int64)
-    return ids, table.column("label").to_numpy().astype(np.int64), values.reshape(len(features), width)
 
 
 class PreparedData:
@@ -112,8 +104,6 @@ class PreparedData:
         self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
     ) -> Any:
         """A split streamed from its Parquet row groups (streaming.ParquetBatches)."""
-        from genre_torch.core.streaming import ParquetBatches
-
         return ParquetBatches(split_files(self.path, split), batch_size, shuffle, seed, rank, world_size)
 
 

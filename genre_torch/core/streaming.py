@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from genre_torch.core.prepared import table_arrays
+
+def table_arrays(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row_id, label, features) numpy arrays of a pyarrow table with those columns."""
+    features = table.column("features").combine_chunks()
+    values = features.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    width = len(features[0]) if len(features) else 0
+    ids = table.column("row_id").to_numpy() if "row_id" in table.column_names else np.empty(0, np.int64)
+    return ids, table.column("label").to_numpy().astype(np.int64), values.reshape(len(features), width)
 
 
 class ParquetBatches:
