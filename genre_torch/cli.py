@@ -1,4 +1,8 @@
-"""Command line: `genre-torch fit|validate|test ...` through LightningCLI, plus a few tool subcommands."""
+"""The `genre-torch` command: fit/validate/test through LightningCLI, plus the tool subcommands.
+
+Only the standard library is imported here, so `genre-torch --help` answers at once; the heavy stack is
+imported by the subcommand that needs it.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +10,113 @@ import importlib
 import logging
 import sys
 import warnings
+from typing import TYPE_CHECKING, Any
 
-from genre_torch.core.data import GenreDataModule
-from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.lightning_cli import GenreCLI
-from genre_torch.core.module import GenreClassifier
-from genre_torch.tools.report import TestReport
+if TYPE_CHECKING:
+    from genre_torch.core.lightning_cli import GenreCLI
 
-# subcommands that are not Trainer methods: name -> "module:function" taking the remaining argv
-TOOLS: dict[str, str] = {
-    "predict": "genre_torch.tools.predict:main",  # replaces LightningCLI's predict: scores raw CSV rows
-    "export": "genre_torch.tools.export:main",
-    "importance": "genre_torch.tools.importance:main",
-    "data": "genre_torch.tools.datacli:main",  # download (verified) / check a dataset
-    "prepare": "genre_torch.tools.prepare:main",  # clean, split, encode to Parquet with the pandas or Spark engine
+LIGHTNING_SUBCOMMANDS: dict[str, str] = {
+    "fit": "train a model on a dataset (early stopping on validation), then test it once",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split and write the test report",
 }
+# subcommands that are not Trainer methods: name -> ("module:function" taking the remaining argv, description)
+TOOLS: dict[str, tuple[str, str]] = {
+    "predict": ("genre_torch.tools.predict:main", "score raw CSV rows with a checkpoint: genre, probability, top 3"),
+    "export": ("genre_torch.tools.export:main", "write a checkpoint as ONNX or TorchScript, preprocessing included"),
+    "importance": ("genre_torch.tools.importance:main", "permutation importance of each column on the test split"),
+    "data": ("genre_torch.tools.datacli:main", "download a dataset (verified) or check a CSV against its spec"),
+    "prepare": ("genre_torch.tools.prepare:main", "clean, split and encode a dataset to Parquet (pandas or Spark)"),
+}
+# Notices a user cannot act on: dependencies' deprecations and Lightning's hints about DataLoader workers,
+# which do not apply to in-memory tensors
+QUIET = [
+    (r".*does not have many workers.*", Warning),
+    (r".*isinstance\(treespec, LeafSpec\)` is deprecated.*", Warning),
+    (r".*", DeprecationWarning),
+    (r".*", FutureWarning),
+    (r"Checkpoint directory .* exists and is not empty.*", Warning),  # a resumed run continues in its folder
+    (r"The dirpath has changed from .*", Warning),  # `test` of a checkpoint from another run
+    (r".*LightningCLI's args parameter is intended to run from within Python.*", Warning),
+]
+QUIET_LOGS = False  # set by main(): Lightning's banners, tips and restore notices off
+
+
+def help_text() -> str:
+    """The top-level help: every subcommand with one line."""
+    width = max(map(len, [*LIGHTNING_SUBCOMMANDS, *TOOLS]))
+    rows = [*LIGHTNING_SUBCOMMANDS.items(), *((name, desc) for name, (_, desc) in TOOLS.items())]
+    lines = [
+        "usage: genre-torch SUBCOMMAND [options]   (genre-torch SUBCOMMAND --help for its options)",
+        "",
+        "Learn the genre of a song from its Spotify audio features (PyTorch Lightning).",
+        "",
+        "subcommands:",
+        *(f"  {name:<{width}}  {desc}" for name, desc in rows),
+        "",
+        "example: genre-torch fit --config configs/music_genre.yaml",
+    ]
+    return "\n".join(lines)
 
 
 def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
     """Build and run the LightningCLI (args default to sys.argv; run=False only builds model, data, trainer)."""
+    from genre_torch.core.data import GenreDataModule
+    from genre_torch.core.lightning_cli import GenreCLI
+    from genre_torch.core.module import GenreClassifier
+    from genre_torch.tools.report import TestReport
+
+    if QUIET_LOGS:  # after the import: Lightning sets its loggers to INFO when it is imported
+        for name in ("pytorch_lightning", "lightning_fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     return GenreCLI(
         GenreClassifier,
         GenreDataModule,
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [TestReport()]},  # always on: the test report (genre_torch/report.py)
+        trainer_defaults={"callbacks": [TestReport()]},  # always on: the test report (tools/report.py)
+        parser_kwargs={"prog": "genre-torch"},
     )
+
+
+def quiet_console() -> None:
+    """Real warnings once, each on one line; no Lightning banners, tips or repeated restore notices."""
+    for message, category in QUIET:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    warnings.formatwarning = _one_line_warning  # formatting only: warnings recorded by a caller stay recorded
+    global QUIET_LOGS
+    QUIET_LOGS = True
+
+
+def _one_line_warning(message: Any, category: type, filename: str, lineno: int, line: str | None = None) -> str:
+    return "warning: " + " ".join(str(message).split()) + "\n"
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `genre-torch` console script."""
     argv = sys.argv[1:] if args is None else list(args)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    logging.getLogger("lightning_fabric.utilities.seed").setLevel(logging.WARNING)  # the seed is in config.yaml
+    if not argv or argv[0] in ("-h", "--help"):
+        print(help_text())
+        raise SystemExit(0 if argv else 2)
+    quiet_console()
+    from genre_torch.core.errors import GenreTorchError
+
     try:
-        if argv and argv[0] in TOOLS:
-            module, func = TOOLS[argv[0]].split(":")
+        if argv[0] in TOOLS:
+            module, func = TOOLS[argv[0]][0].split(":")
             getattr(importlib.import_module(module), func)(argv[1:])
+        elif argv[0] in LIGHTNING_SUBCOMMANDS or argv[0].startswith("-"):
+            run_cli(argv)
         else:
-            run_cli(args)  # None lets LightningCLI read sys.argv itself
+            known = ", ".join([*LIGHTNING_SUBCOMMANDS, *TOOLS])
+            raise GenreTorchError(f"unknown subcommand {argv[0]!r}; known: {known} (see `genre-torch --help`)")
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("genre-torch: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from genre_torch.core import fast
 from genre_torch.core.checkpoints import check_checkpoint
+from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.runs import claim_version, release, resumed_version
 
@@ -130,8 +131,11 @@ class GenreCLI(LightningCLI):
             )
         if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty():
             kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output: EpochLine prints instead
+        _check_accelerator(config["trainer"])
         try:
             trainer = super().instantiate_trainer(**kwargs)
+            if not trainer.progress_bar_callback and self.subcommand == "fit":
+                trainer.callbacks.append(EpochLine())
             ckpt = trainer.checkpoint_callback
             if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
                 ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
@@ -194,6 +198,16 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
     clip = trainer.get("gradient_clip_val")
     if clip is not None and clip < 0:
         raise GenreTorchError(f"--trainer.gradient_clip_val must be >= 0, got {clip}")
+
+
+def _check_accelerator(trainer: dict[str, Any]) -> None:
+    """A GPU asked for where there is none is one line, not Lightning's traceback."""
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise GenreTorchError(
+            f"--trainer.accelerator {accelerator}: no CUDA GPU is visible on this machine; "
+            "use --trainer.accelerator auto (or cpu), e.g. drop configs/presets/gpu.yaml"
+        )
 
 
 def _check_fast_checkpoint(checkpoint: dict[str, Any]) -> None:

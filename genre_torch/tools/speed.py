@@ -15,8 +15,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from genre_torch.cli import GenreCLI, run_cli
+from genre_torch.cli import run_cli
 from genre_torch.core.data import GenreDataModule, TensorBatches
+from genre_torch.core.lightning_cli import GenreCLI
 from genre_torch.core.module import GenreClassifier
 
 
