@@ -1,0 +1,53 @@
+"""First contact: the top-level help lists everything at once; a fit's console output is short and actionable."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "importance", "data", "prepare"]
+
+
+def run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`genre-torch ARGS` in a subprocess, as a user runs it."""
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "genre_torch.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_help_lists_every_subcommand_without_importing_the_heavy_stack(tmp_path) -> None:
+    code = "import sys; from genre_torch import cli\ntry: cli.main(['--help'])\nexcept SystemExit: pass\n"
+    code += "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'pytorch_lightning') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    listed = re.findall(r"^  (\w+)\s{2,}\S", out, re.M)
+    assert set(SUBCOMMANDS) <= set(listed) and "HEAVY []" in out
+    bare = run([], tmp_path)
+    assert bare.returncode == 2 and all(f"  {name} " in bare.stdout for name in SUBCOMMANDS)
+
+
+def test_a_fit_prints_epochs_summary_and_real_warnings_only(data_env) -> None:
+    done = run(["fit", "--config", CONFIG, "--trainer.max_epochs", "3", "--data.batch_size", "64"], Path.cwd())
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    expected = (r"^epoch [123]/3  train/loss ", r"^best checkpoint: ", r"^test accuracy: ", r"^curves: tensorboard ",
+                r"^warning: music_genre: column \w+: \d+ value")  # fmt: skip
+    strays = [line for line in lines if not any(re.match(p, line) for p in expected)]
+    assert not strays, strays
+    assert sum(line.startswith("epoch ") for line in lines) == 3 and len(lines) <= 12
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == len(set(warnings))  # each once
+
+
+def test_an_unknown_subcommand_is_one_line(tmp_path) -> None:
+    done = run(["fitt"], tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown subcommand 'fitt'" in done.stderr
+
+
+def test_a_configuration_error_is_one_line_with_a_pointer_to_help(data_env) -> None:
+    done = run(["fit", "--config", CONFIG, "--model.lrr", "0.1"], Path.cwd())
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--model.lrr" in done.stderr and "see `genre-torch fit --help`" in done.stderr
