@@ -23,8 +23,8 @@ train: install  ## get the config's dataset if training would not find it (verif
 	$(VENV)/bin/genre-torch fit --config $(CONFIG) $(ARGS)
 
 test: install  ## lint + the whole test suite (slow and real-data tests included)
-	$(VENV)/bin/ruff check genre_torch tests scripts
-	$(VENV)/bin/ruff format --check genre_torch tests scripts
+	$(VENV)/bin/ruff check genre_torch tests scripts docs
+	$(VENV)/bin/ruff format --check genre_torch tests scripts docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 results: install  ## the README results table (3 seeds per dataset)
