@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +69,19 @@ class TestReport(Callback):
         if writer is not None:
             writer.add_figure("test/confusion_matrix", figure, trainer.global_step)
             writer.add_text("test/metrics", f"```\n{json.dumps(summary, indent=2)}\n```", trainer.global_step)
+            writer.add_text(
+                "test/most_confused", most_confused(logits.numpy(), labels.numpy(), classes), trainer.global_step
+            )
             self._log_embeddings(writer, trainer, pl_module, classes)
 
     def _log_embeddings(self, writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, classes: list) -> None:
         """Penultimate-layer embeddings of (a fixed sample of) the test songs for TensorBoard's projector."""
         dm = trainer.datamodule
         backbone = getattr(pl_module, "backbone", None)
-        if not hasattr(backbone, "embed") or getattr(dm, "frame", None) is None or "test" not in dm.tensors:
+        if getattr(dm, "frame", None) is None or "test" not in dm.tensors:
+            return
+        if not hasattr(backbone, "embed"):
+            warnings.warn(f"no projector embeddings: {type(backbone).__name__} has no embed() (docs/extending.md)")
             return
         x = dm.tensors["test"][0]
         idx = np.arange(len(x))
@@ -100,6 +107,20 @@ def top_k_accuracies(scores: np.ndarray, labels: np.ndarray) -> dict[int, float]
     """Top-k accuracy for each k in TOP_K that is smaller than the number of classes."""
     n = scores.shape[1]
     return {k: float(skm.top_k_accuracy_score(labels, scores, k=k, labels=np.arange(n))) for k in TOP_K if k < n}
+
+
+def most_confused(logits: np.ndarray, labels: np.ndarray, classes: list[str], top: int = 15) -> str:
+    """Markdown table of the largest off-diagonal shares of the confusion matrix (legible for 114 genres too)."""
+    cm = skm.confusion_matrix(labels, logits.argmax(1), labels=np.arange(len(classes))).astype(float)
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    np.fill_diagonal(rates, 0.0)
+    flat = np.argsort(-rates, axis=None)[:top]
+    rows = [
+        f"| {classes[i]} | {classes[j]} | {100 * rates[i, j]:.1f} % |"
+        for i, j in zip(*np.unravel_index(flat, rates.shape), strict=True)
+        if rates[i, j] > 0
+    ]
+    return "\n".join(["| true genre | predicted as | share of the true genre |", "|---|---|---|", *rows])
 
 
 def write_report(

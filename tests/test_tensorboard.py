@@ -1,0 +1,71 @@
+"""A real TensorBoard server over a short run serves its scalars, hyperparameters, confusion matrix and notes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.trained import trained
+
+TENSORBOARD = Path(sys.executable).with_name("tensorboard")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, body: dict | None = None) -> bytes:
+    """GET (or POST a JSON body to) a local URL."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (127.0.0.1 only)
+        return response.read()
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_scalars_hparams_confusion_matrix_and_notes() -> None:
+    run = trained("music_genre")
+    port = free_port()
+    logdir = run.run_dir.parent  # runs/<dataset>: the folder `genre-torch fit` tells the user to open
+    server = subprocess.Popen(
+        [str(TENSORBOARD), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/data"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                runs = json.loads(get(f"{base}/runs"))
+                if runs:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tensorboard did not answer in 90 s"
+            time.sleep(0.5)
+        name = run.run_dir.name
+        scalars = json.loads(get(f"{base}/plugin/scalars/tags"))[name]
+        assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"} <= set(scalars)
+        experiment = json.loads(get(f"{base}/plugin/hparams/experiment", {"experimentName": ""}))
+        hparams = {h["name"] for h in experiment["hparamInfos"]}
+        assert {"data/dataset", "data/features", "data/split", "data/batch_size", "model/lr"} <= hparams
+        assert not [h for h in hparams if "_instantiator" in h or "_class_path" in h]
+        assert {"hp/val_acc", "hp/test_acc"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
+        query = urllib.parse.urlencode({"run": name, "tag": "test/confusion_matrix"})
+        (image,) = json.loads(get(f"{base}/plugin/images/images?{query}"))
+        assert get(f"{base}/plugin/images/individualImage?{image['query']}")[:4] == b"\x89PNG"
+        assert "test/most_confused/text_summary" in json.loads(get(f"{base}/plugin/text/tags"))[name]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
