@@ -35,6 +35,28 @@ def first_non_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
     return next((k for k, v in state_dict.items() if v.is_floating_point() and not v.isfinite().all()), None)
 
 
+def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:
+    """GenreClassifier arguments from a checkpoint's hyper_parameters, also from before typed backbones.
+
+    Older checkpoints named the architecture (arch: mlp, arch_args: {...}) and kept label smoothing and
+    gradient clipping on the model; they map onto a backbone config and a CrossEntropy criterion.
+    """
+    args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if "arch" in args:
+        from genre_torch.core import models
+
+        cls = models.get(args.pop("arch"))
+        settings = dict(args.pop("arch_args", None) or {})
+        args["backbone"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": settings}
+        smoothing = args.pop("label_smoothing", 0.0) or 0.0
+        args["criterion"] = {
+            "class_path": "genre_torch.core.losses.CrossEntropy",
+            "init_args": {"label_smoothing": smoothing},
+        }
+        args.pop("gradient_clip_val", None)  # a training setting: it does not change the trained model
+    return args
+
+
 def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, dataset: str | None = None) -> None:
     """Refuse, in one line, a checkpoint that cannot continue or evaluate this run (before anything is written)."""
     ckpt = read_checkpoint(path)

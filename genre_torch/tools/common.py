@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from genre_torch.core.checkpoints import model_arguments
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 
@@ -38,8 +39,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(ckpt: dict[str, Any]) -> GenreClassifier:
     """The trained GenreClassifier of a loaded checkpoint, on CPU in eval mode."""
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    model = GenreClassifier(**hparams)
+    model = GenreClassifier(**model_arguments(ckpt["hyper_parameters"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

@@ -1,0 +1,43 @@
+"""Checkpoints written before typed backbones (arch: mlp, arch_args: {...}) still predict; test refuses in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from genre_torch import load_predictor
+from genre_torch.cli import main
+from tests.trained import trained
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+
+
+@pytest.fixture(scope="module")
+def old_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The session's trained model with its hyperparameters rewritten the way genre_torch stored them before."""
+    run = trained("music_genre")
+    ckpt = torch.load(run.ckpt, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    backbone = hp.pop("backbone")["init_args"]
+    hp.pop("criterion"), hp.pop("batch_transform"), hp.pop("num_numeric")
+    hp.update(arch="mlp", arch_args=backbone, label_smoothing=0.0, gradient_clip_val=None)
+    path = tmp_path_factory.mktemp("old") / "old.ckpt"
+    torch.save(ckpt, path)
+    return run.ckpt, path
+
+
+def test_an_old_checkpoint_predicts_like_the_new_one(old_checkpoint) -> None:
+    new, old = old_checkpoint
+    rows = pd.read_csv(trained("music_genre").test_rows)
+    assert load_predictor(old).predict(rows).equals(load_predictor(new).predict(rows))
+
+
+def test_an_old_checkpoint_in_test_is_one_line_saying_how_to_retrain(old_checkpoint, capsys, data_env) -> None:
+    _, old = old_checkpoint
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", CONFIG, "--ckpt_path", str(old)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "older genre_torch" in err and "retrain with `genre-torch fit" in err
