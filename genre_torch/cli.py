@@ -75,7 +75,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [TestReport()]},  # always on: the test report (tools/report.py)
+        test_callbacks=[TestReport()],  # the test report (tools/report.py), on every test run
         parser_kwargs={"prog": "genre-torch"},
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, StochasticWeightAveraging
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, StochasticWeightAveraging
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -42,8 +42,10 @@ class GenreCLI(LightningCLI):
     LightningCLI's --optimizer/--lr_scheduler are not offered (auto_configure_optimizers=False).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, test_callbacks: list[Callback] | None = None, **kwargs: Any) -> None:
+        """test_callbacks join the trainer for its test runs only (fit's steps do not dispatch to them)."""
         kwargs.setdefault("auto_configure_optimizers", False)
+        self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
         super().__init__(*args, **kwargs)
@@ -166,6 +168,7 @@ class GenreCLI(LightningCLI):
         test = {}
         config = self.config_init[self.subcommand]
         if config.get("test_after_fit", True):
+            self.before_test()
             test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
         self.final_metrics = {**val, **test}  # the final model's, for scripts driving the CLI
         if trainer.logger is not None:
@@ -179,6 +182,10 @@ class GenreCLI(LightningCLI):
                 print(f"test accuracy: {test['test/acc']:.4f}  macro-F1: {test['test/macro_f1']:.4f}")
             if trainer.logger is not None and trainer.logger.log_dir:
                 print(f"curves: tensorboard --logdir {Path(trainer.logger.log_dir).parent}")
+
+    def before_test(self) -> None:
+        """Attach the test callbacks (the report) for the test run."""
+        self.trainer.callbacks.extend(c for c in self.test_callbacks if c not in self.trainer.callbacks)
 
     def hparams_for_logging(self) -> dict[str, Any]:
         """Model and data settings for TensorBoard's HParams tab, without Lightning's internal keys."""
