@@ -1,20 +1,21 @@
-"""Shared plumbing of the tool subcommands (predict, export, importance): arguments, checkpoints, atomic writes."""
+"""Shared plumbing of the tool subcommands (predict, export, importance): arguments, checkpoints, output files."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
+from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_archive
 from genre_torch.core.checkpoints import model_arguments
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+
+__all__ = ["ArgumentParser", "atomic_path", "check_output", "load_checkpoint", "load_model"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,15 +26,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a genre_torch checkpoint (plain tensors only); a missing or foreign file is a clear error."""
+    """Read a genre_torch checkpoint (plain tensors only); a missing, foreign, corrupt or non-finite one is an error."""
     if not Path(path).is_file():
         raise GenreTorchError(f"checkpoint {path} does not exist; pass the .ckpt written by `genre-torch fit`")
+    verify_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         raise GenreTorchError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "hyper_parameters" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
+    check_finite(ckpt, path, "state_dict", CHECKPOINT_KEY)
     return ckpt
 
 
@@ -44,19 +47,17 @@ def load_model(ckpt: dict[str, Any]) -> GenreClassifier:
     return model.eval()
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it replaces `path`, on error it is removed."""
+def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse an output that is a folder, a link, a FIFO or device, or the same file as one of the inputs."""
     target = Path(path)
+    if target.is_symlink():
+        raise GenreTorchError(f"output {target} is a symbolic link; give the name of a regular file to write")
+    if target.is_dir():
+        raise GenreTorchError(f"output {target} is a folder; give a file name inside it")
+    if target.exists() and not target.is_file():
+        raise GenreTorchError(f"output {target} is not a regular file (a FIFO, socket or device); give a file name")
+    for source in inputs:
+        if target.exists() and Path(source).exists() and os.path.samefile(source, target):
+            raise GenreTorchError(f"output {target} is the input {source}; write the output to another file")
     if not target.parent.is_dir():
         raise GenreTorchError(f"folder {target.parent} of the output {target} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
