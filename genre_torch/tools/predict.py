@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.core.datasets import DatasetSpec, spec_from_checkpoint_state
+from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.tools.common import ArgumentParser, atomic_path, load_checkpoint, load_model
+from genre_torch.tools.common import ArgumentParser, atomic_path, check_output, load_checkpoint, load_model
 
 TOP_K = 3
 ALL_MISSING = "every feature is missing"
+NOT_FINITE = "the model gave non-finite probabilities"
+UNSEEN_SHARE = 0.5  # above this share of unseen categorical values the input probably belongs to another dataset
 
 
 class Predictor:
@@ -41,14 +43,22 @@ class Predictor:
         parts = [self.model(x[i : i + self.batch_size]).softmax(-1) for i in range(0, len(x), self.batch_size)]
         return torch.cat(parts).numpy() if parts else np.zeros((0, len(self.classes)), np.float32)
 
-    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
-        """One row per input row, same index: id columns, predicted_genre, probability, top-3, error."""
-        clean = self.spec.clean(df, training=False)  # keeps every row, in order; checks the columns
+    def predict(self, df: pd.DataFrame, clean: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per input row, same index: id columns, predicted_genre, probability, top-3, error.
+
+        clean: the rows as spec.clean(df, training=False) gives them, when the caller has them already.
+        """
+        if clean is None:
+            clean = self.spec.clean(df, training=False)  # keeps every row, in order; checks the columns
         keep = [c for c in (*self.spec.id_columns, self.spec.target) if c in df.columns]
         out = df[keep].copy()
-        scorable = clean[list(self.spec.features)].notna().any(axis=1).to_numpy()
+        scorable = clean[list(self.spec.features)].notna().any(axis=1).to_numpy().copy()
         probs = np.full((len(df), len(self.classes)), np.nan, dtype=np.float32)
         probs[scorable] = self.probabilities(clean[scorable])
+        finite = np.isfinite(probs).all(axis=1)
+        errors = np.where(scorable, np.where(finite, None, NOT_FINITE), ALL_MISSING)
+        scorable &= finite
+        probs[~scorable] = np.nan
         k = min(TOP_K, len(self.classes))
         top = np.argsort(-np.nan_to_num(probs, nan=0.0), axis=1, kind="stable")[:, :k]
         names = np.asarray(self.classes, dtype=object)
@@ -58,8 +68,37 @@ class Predictor:
             if rank == 0:
                 out["predicted_genre"], out["probability"] = genre, prob
             out[f"top{rank + 1}_genre"], out[f"top{rank + 1}_probability"] = genre, prob
-        out["error"] = np.where(scorable, None, ALL_MISSING)
+        out["error"] = errors
         return out
+
+    def unseen(self, clean: pd.DataFrame) -> tuple[int, int, str]:
+        """Categorical values (non-missing) never seen in training: their count, the total and an example."""
+        unseen, total, example = 0, 0, ""
+        for col in self.preprocessor.categorical:
+            values = clean[col].dropna()
+            new = values[~values.isin(self.preprocessor.vocab[col])]
+            unseen, total = unseen + len(new), total + len(values)
+            if len(new) and not example:
+                expected = ", ".join(map(repr, self.preprocessor.vocab[col][:3]))
+                example = f"{col}={new.iloc[0]!r} where training had {expected}, ..."
+        return unseen, total, example
+
+
+def mismatch(columns: list[str], spec: DatasetSpec, unseen: int, total: int, example: str) -> str | None:
+    """A one-line note when the input looks like another dataset or most of its categories are unknown, else None."""
+
+    def share(other: DatasetSpec) -> float:
+        wanted = {*other.features, other.target, *other.id_columns}
+        return len(wanted & set(columns)) / len(wanted)
+
+    notes = []
+    others = [s for s in SPECS.values() if s.name != spec.name and set(s.features) <= set(columns)]
+    best = max(others, key=share, default=None)
+    if best is not None and share(best) > share(spec):
+        notes.append(f"the input looks like {best.name}; this checkpoint was trained on {spec.name}")
+    if total and unseen / total > UNSEEN_SHARE:
+        notes.append(f"{unseen / total:.0%} of its categorical values were never seen in training ({example})")
+    return "; ".join(notes) or None
 
 
 def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Predictor:
@@ -91,22 +130,35 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.chunk_size < 1:
         raise GenreTorchError("--chunk_size must be at least 1")
+    check_output(args.output, (args.input, args.ckpt_path))
     predictor = load_predictor(args.ckpt_path)
     target = predictor.spec.target
     start, rows, failed, labelled, correct = time.perf_counter(), 0, 0, 0, 0
+    unseen, total, example, columns, reasons = 0, 0, "", [], set()
     with atomic_path(args.output) as tmp, open(tmp, "w", newline="") as fh:
         for chunk in read_chunks(args.input, args.chunk_size):
-            table = predictor.predict(chunk)
+            clean = predictor.spec.clean(chunk, training=False)
+            table = predictor.predict(chunk, clean)
             table.to_csv(fh, header=rows == 0, index=False)
-            rows, failed = rows + len(table), failed + int(table["error"].notna().sum())
-            if target in chunk.columns:
-                truth = chunk[target].astype("string").str.strip()
+            ok = table["error"].isna()
+            rows, failed, columns = rows + len(table), failed + int((~ok).sum()), list(chunk.columns)
+            reasons.update(table["error"].dropna())
+            new, seen, first = predictor.unseen(clean)
+            unseen, total, example = unseen + new, total + seen, example or first
+            if target in chunk.columns:  # rows that could not be scored are left out of the accuracy
+                truth = chunk[target].astype("string").str.strip()[ok.to_numpy()]
                 labelled += int(truth.notna().sum())
-                correct += int((truth == table["predicted_genre"]).fillna(False).sum())
+                correct += int((truth == table["predicted_genre"][ok.to_numpy()]).fillna(False).sum())
         if rows == 0:
             raise GenreTorchError(f"{args.input} has no rows to score")
+        note = mismatch(columns, predictor.spec, unseen, total, example)
+        if failed == rows:
+            why = "; ".join([*sorted(reasons), *([note] if note else [])])
+            raise GenreTorchError(f"none of the {rows} rows of {args.input} could be scored: {why}")
     seconds = time.perf_counter() - start
     print(f"scored {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s) -> {args.output}")
+    if note:
+        print(f"genre-torch: warning: {note}; the predictions may mean nothing", file=sys.stderr)
     if failed:
         print(f"{failed} row(s) could not be scored; see the error column", file=sys.stderr)
     if labelled:
