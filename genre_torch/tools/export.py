@@ -10,6 +10,7 @@ builds it from a cleaned DataFrame. Output: `probabilities`, shape (rows, genres
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -23,7 +24,7 @@ from torch import nn
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
-from genre_torch.tools.common import ArgumentParser, atomic_path, load_checkpoint, load_model
+from genre_torch.tools.common import ArgumentParser, atomic_path, check_output, load_checkpoint, load_model
 
 FORMATS = ("onnx", "torchscript")
 SUPPORTED_STATE = {"numeric", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
@@ -94,43 +95,50 @@ def raw_matrix(clean: pd.DataFrame, contract: dict[str, Any]) -> np.ndarray:
 
 
 def export(ckpt_path: str | os.PathLike, fmt: str, output: str | os.PathLike) -> dict[str, Any]:
-    """Write the model (atomically) and its sidecar JSON; return the input contract."""
+    """Write the model and its sidecar JSON (both atomically, after both are built); return the input contract."""
     if fmt not in FORMATS:
         raise GenreTorchError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if str(output).endswith(".json"):
         raise GenreTorchError(f"{output}: the .json name is taken by the sidecar file; use .onnx or .pt")
+    sidecar = os.path.splitext(output)[0] + ".json"
+    check_output(output, [ckpt_path])
+    check_output(sidecar, [ckpt_path])
     ckpt = load_checkpoint(ckpt_path)
     wrapper = ExportedModel(load_model(ckpt).backbone, ckpt[CHECKPOINT_KEY]["preprocessor"]).eval()
     contract = describe(ckpt)
     example = torch.zeros(2, len(contract["columns"]))
     text = json.dumps(contract, indent=2)
-    with atomic_path(output) as tmp, warnings.catch_warnings():
+    buffer = io.BytesIO()  # built in memory: a full disk then fails in a plain write, before anything is replaced
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notes of the exporters
         if fmt == "onnx":
-            _onnx(wrapper, example, str(tmp), text)
+            model = _onnx(wrapper, example, text)
         else:
             traced = torch.jit.trace(wrapper, example, check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={"genre_torch.json": text})
-    with atomic_path(os.path.splitext(output)[0] + ".json") as tmp:
-        tmp.write_text(text + "\n")
+            torch.jit.save(traced, buffer, _extra_files={"genre_torch.json": text})
+            model = buffer.getvalue()
+    with atomic_path(output) as tmp, atomic_path(sidecar) as tmp_sidecar:
+        tmp.write_bytes(model)
+        tmp_sidecar.write_text(text + "\n")
     return contract
 
 
-def _onnx(wrapper: nn.Module, example: torch.Tensor, path: str, metadata: str) -> None:
+def _onnx(wrapper: nn.Module, example: torch.Tensor, metadata: str) -> bytes:
     """ONNX via the TorchScript-based exporter (no onnxscript needed), genre names in metadata_props."""
     try:
         import onnx
     except ImportError:
         raise GenreTorchError("ONNX export needs the export extra: pip install -e '.[export]'") from None
     axes = {"features": {0: "rows"}, "probabilities": {0: "rows"}}
+    buffer = io.BytesIO()
     torch.onnx.export(
-        wrapper, (example,), path, input_names=["features"], output_names=["probabilities"],
+        wrapper, (example,), buffer, input_names=["features"], output_names=["probabilities"],
         dynamic_axes=axes, opset_version=17, dynamo=False,
     )  # fmt: skip
-    model = onnx.load(path)
+    model = onnx.load_from_string(buffer.getvalue())
     classes = json.dumps(json.loads(metadata)["classes"])
     onnx.helper.set_model_props(model, {"genre_torch": metadata, "classes": classes})
-    onnx.save(model, path)
+    return model.SerializeToString()
 
 
 def main(argv: list[str]) -> None:
