@@ -36,7 +36,14 @@ class _Scorer:
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        return self.predictor.probabilities(rows).argmax(1)
+        probs = self.predictor.probabilities(rows)
+        bad = int((~np.isfinite(probs).all(axis=1)).sum())
+        if bad:
+            raise GenreTorchError(
+                f"the model gives non-finite probabilities for {bad} of {len(rows)} test rows: the data holds "
+                "inf or huge values (clean them) or the checkpoint is broken (retrain)"
+            )
+        return probs.argmax(1)
 
 
 def accuracy(estimator: _Scorer, rows: pd.DataFrame, labels: np.ndarray) -> float:
@@ -69,7 +76,10 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
         {"column": columns, "importance_mean": result.importances_mean, "importance_std": result.importances_std}
     )
     table = table.sort_values("importance_mean", ascending=False, ignore_index=True)
-    return table, state["dataset"], accuracy(scorer, test[columns], labels)
+    base = accuracy(scorer, test[columns], labels)
+    if not (np.isfinite(table[["importance_mean", "importance_std"]].to_numpy()).all() and np.isfinite(base)):
+        raise GenreTorchError("the importance scores are not finite (an empty test split?); nothing written")
+    return table, state["dataset"], base
 
 
 def main(argv: list[str]) -> None:

@@ -7,15 +7,16 @@ for data larger than one machine; see genre_torch/spark_engine.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genre_torch.core.checkpoint_io import remove_stale_temps, temp_name, write_error
 from genre_torch.core.data import GenreDataModule, find_data_file
 from genre_torch.core.datasets import SPECS, DatasetSpec, get_spec
 from genre_torch.core.errors import GenreTorchError
@@ -48,6 +49,41 @@ def prepare_pandas(spec: DatasetSpec, path: Path, out: Path, fractions: tuple[fl
     return state_to_json(dm.preprocessor.state_dict())
 
 
+def check_output(output: Path, source: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but a prepared folder, or a folder holding the input file."""
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            raise GenreTorchError(f"{output} exists; pass --overwrite to replace it or choose another --output")
+        if output.is_symlink() or not output.is_dir() or not (output / STATE_FILE).is_file():
+            raise GenreTorchError(
+                f"{output} is not a prepared folder (no {STATE_FILE} in it); --overwrite only replaces "
+                "the output of an earlier `genre-torch prepare`: choose another --output"
+            )
+    if output.resolve() in source.resolve().parents:
+        raise GenreTorchError(f"--output {output} holds the input {source}; choose another --output")
+
+
+def check_finite(folder: Path, state: dict[str, Any]) -> None:
+    """Refuse output whose fitted statistics or feature values are not all finite (NaN, inf)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for name in ("median", "mean", "std"):
+        bad = [c for c, v in zip(state["numeric"], state[name], strict=True) if not np.isfinite(v)]
+        if bad:
+            raise GenreTorchError(
+                f"the fitted {name} of column {bad[0]} is non-finite (NaN or inf): the data holds inf or huge values"
+            )
+    for part in sorted(folder.glob("*/*.parquet")):
+        for batch in pq.ParquetFile(part).iter_batches(columns=["features"]):
+            values = pc.list_flatten(batch.column(0))
+            if not pc.all(pc.is_finite(values)).as_py() or values.null_count:
+                raise GenreTorchError(
+                    f"the prepared {part.parent.name} split would hold non-finite feature values (NaN or inf); "
+                    "the data holds inf or huge values: clean them or treat them as missing"
+                )
+
+
 def prepare(
     spec: DatasetSpec,
     path: Path,
@@ -60,11 +96,12 @@ def prepare(
     conf: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write the prepared folder atomically (a temporary folder renamed at the end); return its JSON info."""
-    if output.exists() and not overwrite:
-        raise GenreTorchError(f"{output} exists; pass --overwrite to replace it or choose another --output")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    check_output(output, path, overwrite)
+    tmp = temp_name(output)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(output.parent)  # of killed runs
+        tmp.mkdir()
         started = time.perf_counter()
         if engine == "pandas":
             state = prepare_pandas(spec, path, tmp, fractions, seed)
@@ -74,6 +111,7 @@ def prepare(
             state = spark_engine.prepare(spec, path, tmp, fractions, seed, master, conf)
         else:
             raise GenreTorchError(f"unknown engine {engine!r}; known: pandas, spark")
+        check_finite(tmp, state)
         info = {
             "format": FORMAT,
             "dataset": spec.name,
@@ -84,11 +122,21 @@ def prepare(
             "preprocessor": state,
         }
         (tmp / STATE_FILE).write_text(json.dumps(info, indent=1))
+        old = temp_name(output)
         if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
+            output.rename(old)  # moved aside, not deleted, until the new folder is in place
+        try:
+            tmp.rename(output)
+        except OSError:
+            if old.exists():
+                old.rename(output)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise write_error(output, e) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
     return info
 
 
