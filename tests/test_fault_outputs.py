@@ -1,0 +1,228 @@
+"""Fault suite (issue 13), output side: bad --output paths, read-only and full filesystems, atomic checkpoint
+writes (AtomicCheckpointIO with a plain Trainer), stale temporary files of killed runs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from genre_torch.core.checkpoint_io import HOST, AtomicCheckpointIO, remove_stale_temps
+from genre_torch.core.errors import GenreTorchError
+from tests.conftest import make_music_genre
+from tests.fault_tools import listing, one_line_error, read_only_folder, run, small_fs
+from tests.trained import trained
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+BAD_OUTPUTS = ["folder", "symlink", "symlink_to_input", "fifo", "input", "input_respelled", "hardlink_to_input"]
+
+
+def bad_output(tmp_path: Path, case: str, source: Path) -> str:
+    """Set up an --output of the given kind in tmp_path (which holds `source` and other.txt)."""
+    out = tmp_path / "out"
+    if case == "folder":
+        out.mkdir()
+    elif case == "symlink":
+        out.symlink_to(tmp_path / "other.txt")
+    elif case == "symlink_to_input":
+        out.symlink_to(source)
+    elif case == "fifo":
+        os.mkfifo(out)
+    elif case == "hardlink_to_input":
+        os.link(source, out)
+    elif case == "input_respelled":
+        (tmp_path / "alias").symlink_to(tmp_path)
+        return str(tmp_path / "alias" / "." / source.name)
+    else:
+        return str(source)
+    return str(out)
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUTS)
+def test_predict_refuses_a_bad_output(capsys, tmp_path, monkeypatch, case: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "in.csv"
+    shutil.copy(trained("music_genre").test_rows, source)
+    (tmp_path / "other.txt").write_text("keep me\n")
+    output = bad_output(tmp_path, case, source)
+    before, data = listing(tmp_path), source.read_bytes()
+    err = one_line_error(
+        capsys, "predict", "--ckpt_path", trained("music_genre").ckpt, "--input", "in.csv", "--output", output
+    )
+    expected = {"folder": "is a folder", "symlink": "symbolic link", "symlink_to_input": "symbolic link"}
+    expected |= {"fifo": "not a regular file", "hardlink_to_input": "is the input"}
+    assert expected.get(case, "is the input in.csv; write the output to another file") in err
+    assert (
+        listing(tmp_path) == before
+        and source.read_bytes() == data
+        and (tmp_path / "other.txt").read_text() == "keep me\n"
+    )
+
+
+@pytest.mark.parametrize("case", ["folder", "symlink", "fifo", "input", "input_respelled"])
+def test_export_refuses_a_bad_output(capsys, tmp_path, case: str) -> None:
+    ckpt = tmp_path / "m.ckpt"
+    shutil.copy(trained("music_genre").ckpt, ckpt)
+    (tmp_path / "other.txt").write_text("keep me\n")
+    output = bad_output(tmp_path, case, ckpt)
+    before, data = listing(tmp_path), ckpt.read_bytes()
+    err = one_line_error(capsys, "export", "--ckpt_path", ckpt, "--format", "torchscript", "--output", output)
+    assert any(s in err for s in ("is a folder", "symbolic link", "not a regular file", "is the input"))
+    assert listing(tmp_path) == before and ckpt.read_bytes() == data
+
+
+def test_read_only_folder(capsys, tmp_path) -> None:
+    run_ = trained("music_genre")
+    with read_only_folder(tmp_path / "ro") as ro:
+        err = one_line_error(
+            capsys, "predict", "--ckpt_path", run_.ckpt, "--input", run_.test_rows, "--output", ro / "p.csv"
+        )
+        assert f"cannot write {ro / 'p.csv'}: " in err and "choose a writable folder" in err
+        err = one_line_error(capsys, "export", "--ckpt_path", run_.ckpt, "--format", "onnx", "--output", ro / "m.onnx")
+        assert "cannot write" in err
+        assert listing(ro) == []
+
+
+def test_disk_full_keeps_the_previous_output(capsys, tmp_path, monkeypatch) -> None:
+    """Runs everywhere: the data reach the disk only at fsync (as on NFS or with delayed allocation) and fail."""
+    run_ = trained("music_genre")
+    (tmp_path / "p.csv").write_text("previous\n")
+
+    def full(fd: int) -> None:
+        raise ENOSPC
+
+    monkeypatch.setattr(os, "fsync", full)
+    err = one_line_error(
+        capsys, "predict", "--ckpt_path", run_.ckpt, "--input", run_.test_rows, "--output", tmp_path / "p.csv"
+    )
+    assert "No space left on device; free some space there or write elsewhere" in err
+    err = one_line_error(
+        capsys, "export", "--ckpt_path", run_.ckpt, "--format", "onnx", "--output", tmp_path / "m.onnx"
+    )
+    assert "No space left on device" in err
+    assert listing(tmp_path) == ["p.csv"] and (tmp_path / "p.csv").read_text() == "previous\n"
+
+
+def test_disk_full_on_a_small_filesystem(capsys, tmp_path) -> None:
+    make_music_genre(n=3000).to_csv(tmp_path / "in.csv", index=False)  # about 450 KB of predictions
+    with small_fs(tmp_path / "small", "64k") as small:
+        ckpt = trained("music_genre").ckpt
+        err = one_line_error(
+            capsys, "predict", "--ckpt_path", ckpt, "--input", tmp_path / "in.csv", "--output", small / "p.csv"
+        )
+        assert "No space left on device" in err
+        assert listing(small) == []
+
+
+class Wide(pl.LightningModule):
+    """A linear model whose checkpoint is about 120 KB."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(32, 900)
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).square().mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def fit_wide(folder: Path, epochs: int = 3, ckpt_path: Path | None = None) -> pl.Trainer:
+    trainer = pl.Trainer(
+        max_epochs=epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=folder.parent, callbacks=[ModelCheckpoint(dirpath=folder, save_top_k=-1)],
+        plugins=[AtomicCheckpointIO()],
+    )  # fmt: skip
+    trainer.fit(Wide(), DataLoader(TensorDataset(torch.randn(8, 32)), batch_size=4), ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_checkpoint_saves_are_whole_files_that_resume(tmp_path) -> None:
+    fit_wide(tmp_path / "ck", epochs=2)
+    assert listing(tmp_path / "ck") == ["epoch=0-step=2.ckpt", "epoch=1-step=4.ckpt"]
+    trainer = fit_wide(tmp_path / "ck", epochs=3, ckpt_path=tmp_path / "ck" / "epoch=1-step=4.ckpt")
+    assert trainer.global_step == 6 and "epoch=2-step=6.ckpt" in listing(tmp_path / "ck")
+
+
+def test_checkpoint_disk_full_everywhere(tmp_path, monkeypatch) -> None:
+    folder, real = tmp_path / "ck", os.fsync
+
+    def full_after_one(fd: int) -> None:
+        if list(folder.glob("*.ckpt")):
+            raise ENOSPC
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_one)
+    with pytest.raises(GenreTorchError, match="No space left on device") as info:
+        fit_wide(folder)
+    assert "\n" not in str(info.value) and "epoch=1-step=4.ckpt" in str(info.value)
+    assert listing(folder) == ["epoch=0-step=2.ckpt"]
+    assert AtomicCheckpointIO().load_checkpoint(folder / "epoch=0-step=2.ckpt")["epoch"] == 0
+
+
+def test_checkpoint_disk_full_on_a_small_filesystem(tmp_path, monkeypatch) -> None:
+    """--checkpoints_dir on a full 200 KB filesystem, $TMPDIR elsewhere: no truncated checkpoint, the last one valid."""
+    (tmp_path / "tmpdir").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmpdir"))
+    with small_fs(tmp_path / "small", "200k") as small:
+        with pytest.raises(GenreTorchError, match="No space left on device"):
+            fit_wide(small)
+        assert listing(small) == ["epoch=0-step=2.ckpt"]
+        ckpt = AtomicCheckpointIO().load_checkpoint(small / "epoch=0-step=2.ckpt")
+        assert ckpt["state_dict"]["layer.weight"].shape == (900, 32)
+    assert listing(tmp_path / "tmpdir") == []
+
+
+def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "dead": f".p.csv.{HOST}-{dead.pid}.0123abcd.tmp",
+            "dead_folder": f".prep.{HOST}-{dead.pid}.89abcdef.tmp",
+            "alive": f".p.csv.{HOST}-{alive.pid}.0123abcd.tmp",
+            "other_host": f".p.csv.{HOST}x-{dead.pid}.0123abcd.tmp",
+            "unrelated": ".notes.tmp",
+        }
+        for key, name in names.items():
+            (tmp_path / name).mkdir() if key == "dead_folder" else (tmp_path / name).write_text("x")
+        assert sorted(p.name for p in remove_stale_temps(tmp_path)) == sorted([names["dead"], names["dead_folder"]])
+        assert listing(tmp_path) == sorted(names[k] for k in ("alive", "other_host", "unrelated"))
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_predict_leaves_a_temporary_file_the_next_run_removes(capsys, tmp_path) -> None:
+    make_music_genre(n=200_000).to_csv(tmp_path / "big.csv", index=False)
+    ckpt = trained("music_genre").ckpt
+    cmd = [sys.executable, "-m", "genre_torch.cli", "predict", "--ckpt_path", str(ckpt), "--input", "big.csv"]
+    proc = subprocess.Popen([*cmd, "--output", "p.csv", "--chunk_size", "5000"], cwd=tmp_path, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while not [p for p in tmp_path.glob(".p.csv.*.tmp") if p.stat().st_size > 100_000] and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [p.name for p in tmp_path.glob(".p.csv.*.tmp")] != [] and not (tmp_path / "p.csv").exists()
+    make_music_genre(n=20).to_csv(tmp_path / "small.csv", index=False)
+    code, _, _ = run(
+        capsys, "predict", "--ckpt_path", ckpt, "--input", tmp_path / "small.csv", "--output", tmp_path / "p.csv"
+    )
+    assert code == 0 and listing(tmp_path) == ["big.csv", "p.csv", "small.csv"]
