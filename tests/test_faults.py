@@ -5,6 +5,7 @@ Output paths and full disks are in test_fault_outputs.py, property-based fuzzing
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import zipfile
@@ -126,6 +127,14 @@ def test_rows_of_another_dataset_get_a_warning_naming_it(capsys, tmp_path) -> No
     assert code == 0 and "never seen in training (key=" in err and "looks like" not in err
     code, out, err = run(capsys, *predict_args(trained("music_genre").ckpt, trained("music_genre").test_rows, "r.csv"))
     assert code == 0 and "warning" not in err  # the model's own kind of rows: no warning
+
+
+def test_line_breaks_in_text_keep_one_output_row_per_input_row(capsys, tmp_path) -> None:
+    rows = pd.read_csv(trained("music_genre").test_rows).head(4)
+    rows["track_name"] = ["a\rb", "c\nd", "e\r\nf", 'g"h,']
+    rows.to_csv(tmp_path / "in.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
+    code, _, _ = run(capsys, *predict_args(trained("music_genre").ckpt, tmp_path / "in.csv", tmp_path / "p.csv"))
+    assert code == 0 and pd.read_csv(tmp_path / "p.csv")["track_name"].tolist() == rows["track_name"].tolist()
 
 
 def test_nothing_scorable_is_an_error_and_writes_nothing(capsys, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import time
@@ -139,7 +140,8 @@ def main(argv: list[str]) -> None:
         for chunk in read_chunks(args.input, args.chunk_size):
             clean = predictor.spec.clean(chunk, training=False)
             table = predictor.predict(chunk, clean)
-            table.to_csv(fh, header=rows == 0, index=False)
+            # text quoted: pandas' default leaves a bare "\r" in a track name unquoted, splitting the row
+            table.to_csv(fh, header=rows == 0, index=False, quoting=csv.QUOTE_NONNUMERIC)
             ok = table["error"].isna()
             rows, failed, columns = rows + len(table), failed + int((~ok).sum()), list(chunk.columns)
             reasons.update(table["error"].dropna())
