@@ -226,3 +226,55 @@ def test_a_killed_predict_leaves_a_temporary_file_the_next_run_removes(capsys, t
         capsys, "predict", "--ckpt_path", ckpt, "--input", tmp_path / "small.csv", "--output", tmp_path / "p.csv"
     )
     assert code == 0 and listing(tmp_path) == ["big.csv", "p.csv", "small.csv"]
+
+
+def test_prepare_overwrite_replaces_only_a_prepared_folder(capsys, tmp_path) -> None:
+    make_music_genre().to_csv(tmp_path / "mg.csv", index=False)
+    prep = ["prepare", "--dataset", "music_genre", "--path", tmp_path / "mg.csv", "--overwrite", "--output"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
+    (tmp_path / "file.txt").write_text("keep me too\n")
+    for output in (tmp_path / "mine", tmp_path / "file.txt", tmp_path):
+        assert "is not a prepared folder" in one_line_error(capsys, *prep, output)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me\n"
+    assert (tmp_path / "file.txt").read_text() == "keep me too\n"
+    assert run(capsys, *prep, tmp_path / "p")[0] == 0
+    first = (tmp_path / "p" / "preprocessing.json").read_text()
+    assert run(capsys, *prep, tmp_path / "p")[0] == 0  # a prepared folder is replaced
+    shutil.copy(tmp_path / "mg.csv", tmp_path / "p" / "mg.csv")
+    err = one_line_error(
+        capsys,
+        "prepare",
+        "--dataset",
+        "music_genre",
+        "--path",
+        tmp_path / "p" / "mg.csv",
+        "--overwrite",
+        "--output",
+        tmp_path / "p",
+    )
+    assert "holds the input" in err
+    assert listing(tmp_path) == ["file.txt", "mg.csv", "mine", "mine/notes.txt", *listing_of(tmp_path / "p", "p")]
+    assert first.split('"seconds"')[0] == (tmp_path / "p" / "preprocessing.json").read_text().split('"seconds"')[0]
+
+
+def listing_of(folder: Path, prefix: str) -> list[str]:
+    return [prefix, *(f"{prefix}/{name}" for name in listing(folder))]
+
+
+def test_prepare_write_errors_are_one_line(capsys, tmp_path, monkeypatch) -> None:
+    make_music_genre().to_csv(tmp_path / "mg.csv", index=False)
+    prep = ["prepare", "--dataset", "music_genre", "--path", tmp_path / "mg.csv", "--output"]
+    with read_only_folder(tmp_path / "ro") as ro:
+        assert "choose a writable folder" in one_line_error(capsys, *prep, ro / "p")
+        assert listing(ro) == []
+    real = Path.write_text
+
+    def full(self: Path, *args, **kwargs) -> int:
+        if self.name == "preprocessing.json":
+            raise ENOSPC
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert "No space left on device" in one_line_error(capsys, *prep, tmp_path / "q")
+    assert not (tmp_path / "q").exists() and not list(tmp_path.glob(".*.tmp"))
