@@ -74,6 +74,51 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where
     assert listing(tmp_path) == ["nan.ckpt"]
 
 
+def _edited(ckpt: dict, case: str) -> dict:
+    ckpt = {**ckpt, "genre_torch": {**ckpt["genre_torch"]}, "hyper_parameters": {**ckpt["hyper_parameters"]}}
+    pre = ckpt["genre_torch"]["preprocessor"] = {**ckpt["genre_torch"]["preprocessor"]}
+    if case == "width":
+        ckpt["hyper_parameters"]["num_features"] = 10
+    elif case == "unknown_setting":
+        ckpt["hyper_parameters"]["bogus"] = 1
+    elif case == "no_vocab":
+        del pre["vocab"]
+    elif case == "fewer_genres":
+        pre["classes"] = pre["classes"][:2]
+    else:
+        ckpt["state_dict"] = dict(list(ckpt["state_dict"].items())[:-1])
+    return ckpt
+
+
+@pytest.mark.parametrize("case", ["width", "unknown_setting", "no_vocab", "fewer_genres", "missing_weight"])
+def test_a_checkpoint_whose_parts_do_not_fit_is_refused(capsys, tmp_path, case: str) -> None:
+    """Tracebacks on main; `fewer_genres` even exported a model whose genre list was shorter than its output."""
+    torch.save(_edited(torch.load(trained("music_genre").ckpt, weights_only=True), case), tmp_path / "x.ckpt")
+    err = one_line_error(capsys, *predict_args(tmp_path / "x.ckpt", trained("music_genre").test_rows, "p.csv"))
+    assert "retrain" in err
+    err = one_line_error(capsys, "export", "--ckpt_path", tmp_path / "x.ckpt", "--format", "onnx", "--output", "m.onnx")
+    assert "retrain" in err and listing(tmp_path) == ["x.ckpt"]
+
+
+def test_paths_that_name_folders(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_ = trained("music_genre")
+    (tmp_path / "folder").mkdir()
+    ok = ["--input", str(run_.test_rows), "--output", "p.csv"]
+    assert "checkpoint folder is a folder" in one_line_error(capsys, "predict", "--ckpt_path", "folder", *ok)
+    ck = ["predict", "--ckpt_path", str(run_.ckpt)]
+    assert "input file folder is a folder" in one_line_error(capsys, *ck, "--input", "folder", "--output", "p.csv")
+    err = one_line_error(capsys, *ck, "--input", str(run_.test_rows), "--output", "new/")
+    assert "output new/ names a folder; give a file name" in err and listing(tmp_path) == ["folder"]
+
+
+def test_missing_columns_name_the_dataset_the_input_looks_like(capsys, tmp_path) -> None:
+    args = predict_args(trained("spotify_tracks").ckpt, trained("music_genre").test_rows, tmp_path / "p.csv")
+    err = one_line_error(capsys, *args)
+    assert "lacks required column(s) explicit, time_signature" in err
+    assert err.endswith("the input looks like music_genre; this checkpoint was trained on spotify_tracks")
+
+
 def test_rows_with_inf_or_huge_values_are_scored_or_flagged(capsys, tmp_path) -> None:
     """Exit 0; a row either has finite probabilities or an error, and only scored rows count in the accuracy."""
     rows = pd.read_csv(trained("music_genre").test_rows)

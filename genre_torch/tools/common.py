@@ -14,6 +14,7 @@ from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_arc
 from genre_torch.core.checkpoints import model_arguments
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.preprocessing import Preprocessor
 
 __all__ = ["ArgumentParser", "atomic_path", "check_output", "load_checkpoint", "load_model"]
 
@@ -28,7 +29,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a genre_torch checkpoint (plain tensors only); a missing, foreign, corrupt or non-finite one is an error."""
     if not Path(path).is_file():
-        raise GenreTorchError(f"checkpoint {path} does not exist; pass the .ckpt written by `genre-torch fit`")
+        what = "is a folder" if Path(path).is_dir() else "does not exist"
+        raise GenreTorchError(f"checkpoint {path} {what}; pass the .ckpt written by `genre-torch fit`")
     verify_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -37,19 +39,45 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "hyper_parameters" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
     check_finite(ckpt, path, "state_dict", CHECKPOINT_KEY)
+    check_consistent(ckpt, path)
     return ckpt
+
+
+def check_consistent(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose preprocessing state is incomplete or does not fit its model's input and output."""
+    try:
+        pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
+        width, genres = pre.num_features, len(pre.classes)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise GenreTorchError(
+            f"checkpoint {path} has an incomplete preprocessing state ({type(e).__name__}: {e}); retrain it"
+        ) from None
+    hparams = ckpt["hyper_parameters"]
+    if hparams.get("num_features", width) != width or hparams.get("num_classes", genres) != genres:
+        raise GenreTorchError(
+            f"checkpoint {path}: its preprocessing gives {width} features and {genres} genres, its model takes "
+            f"{hparams.get('num_features')} and gives {hparams.get('num_classes')}; retrain or use another checkpoint"
+        )
 
 
 def load_model(ckpt: dict[str, Any]) -> GenreClassifier:
     """The trained GenreClassifier of a loaded checkpoint, on CPU in eval mode."""
-    model = GenreClassifier(**model_arguments(ckpt["hyper_parameters"]))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = GenreClassifier(**model_arguments(ckpt["hyper_parameters"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError, KeyError) as e:  # settings of another version, weights of another model
+        detail = str(e).strip().splitlines()[-1].strip()
+        raise GenreTorchError(
+            f"the checkpoint's weights do not fit its model settings ({detail}); retrain it"
+        ) from None
     return model.eval()
 
 
 def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse an output that is a folder, a link, a FIFO or device, or the same file as one of the inputs."""
     target = Path(path)
+    if str(path).endswith(("/", os.sep)) or target.name in ("", ".", ".."):
+        raise GenreTorchError(f"output {path} names a folder; give a file name")
     if target.is_symlink():
         raise GenreTorchError(f"output {target} is a symbolic link; give the name of a regular file to write")
     if target.is_dir():

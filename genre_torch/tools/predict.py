@@ -113,7 +113,7 @@ def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Pred
 def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
     """Read a .csv / .csv.gz in chunks of `rows` rows; unreadable input is a clear error."""
     if not Path(path).is_file():
-        raise GenreTorchError(f"input file {path} does not exist")
+        raise GenreTorchError(f"input file {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}")
     try:
         with pd.read_csv(path, chunksize=rows, low_memory=False) as reader:
             yield from reader
@@ -138,7 +138,11 @@ def main(argv: list[str]) -> None:
     unseen, total, example, columns, reasons = 0, 0, "", [], set()
     with atomic_path(args.output) as tmp, open(tmp, "w", newline="") as fh:
         for chunk in read_chunks(args.input, args.chunk_size):
-            clean = predictor.spec.clean(chunk, training=False)
+            try:
+                clean = predictor.spec.clean(chunk, training=False)
+            except GenreTorchError as e:  # missing columns: name the dataset the input seems to be
+                note = mismatch(list(chunk.columns), predictor.spec, 0, 0, "")
+                raise GenreTorchError(f"{e}; {note}" if note else str(e)) from None
             table = predictor.predict(chunk, clean)
             # text quoted: pandas' default leaves a bare "\r" in a track name unquoted, splitting the row
             table.to_csv(fh, header=rows == 0, index=False, quoting=csv.QUOTE_NONNUMERIC)
