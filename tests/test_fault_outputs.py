@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -278,3 +279,24 @@ def test_prepare_write_errors_are_one_line(capsys, tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(Path, "write_text", full)
     assert "No space left on device" in one_line_error(capsys, *prep, tmp_path / "q")
     assert not (tmp_path / "q").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_gz_output_is_gzip_and_importance_write_errors_are_one_line(capsys, tmp_path) -> None:
+    run_ = trained("music_genre")
+    code, _, _ = run(
+        capsys, "predict", "--ckpt_path", run_.ckpt, "--input", run_.test_rows, "--output", tmp_path / "p.csv.gz"
+    )
+    assert code == 0 and len(pd.read_csv(tmp_path / "p.csv.gz")) == len(pd.read_csv(run_.test_rows))  # was plain text
+    (tmp_path / "runs").write_text("a file, not a folder\n")
+    args = [
+        "importance",
+        "--ckpt_path",
+        run_.ckpt,
+        "--data.path",
+        run_.data,
+        "--repeats",
+        "1",
+        "--runs_dir",
+        tmp_path / "runs",
+    ]
+    assert "cannot write" in one_line_error(capsys, *args)

@@ -9,6 +9,8 @@ data-module settings, so the test rows are the ones the model was tested on.
 from __future__ import annotations
 
 import inspect
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import pandas as pd
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.inspection import permutation_importance
 
+from genre_torch.core.checkpoint_io import write_error
 from genre_torch.core.data import GenreDataModule
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
@@ -95,13 +98,24 @@ def main(argv: list[str]) -> None:
         raise GenreTorchError("--repeats must be at least 1")
     table, dataset, base = importance(args.ckpt_path, args.data_path, args.repeats, args.seed)
     logger = TensorBoardLogger(f"{args.runs_dir}/{dataset}", name="importance", default_hp_metric=False)
+    try:
+        write(logger, table, f"{dataset}, accuracy {base:.4f}, {args.repeats} repeats", str(args.ckpt_path))
+    except OSError as e:  # a file as --runs_dir, a read-only or full disk: no half-written version folder
+        shutil.rmtree(logger.log_dir, ignore_errors=True)
+        raise write_error(Path(logger.log_dir), e) from None
+    print(f"test accuracy {base:.4f}; permutation importance ({args.repeats} repeats), written to {logger.log_dir}:")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def write(logger: TensorBoardLogger, table: pd.DataFrame, title: str, ckpt_path: str) -> None:
+    """importance.csv, importance.png and TensorBoard text, figure and scalars in the logger's version folder."""
     out = logger.log_dir
-    logger.experiment.add_text("importance/checkpoint", str(args.ckpt_path))
+    logger.experiment.add_text("importance/checkpoint", ckpt_path)
     fig = figures.bars(
         table["column"],
         table["importance_mean"],
         table["importance_std"],
-        f"permutation importance on the test split ({dataset}, accuracy {base:.4f}, {args.repeats} repeats)",
+        f"permutation importance on the test split ({title})",
         "drop in test accuracy when the column is shuffled",
     )
     table.to_csv(f"{out}/importance.csv", index=False)
@@ -110,5 +124,3 @@ def main(argv: list[str]) -> None:
     for row in table.itertuples():
         logger.experiment.add_scalar(f"importance/{row.column}", row.importance_mean)
     logger.finalize("success")
-    print(f"test accuracy {base:.4f}; permutation importance ({args.repeats} repeats), written to {out}:")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import sys
 import time
@@ -136,7 +137,8 @@ def main(argv: list[str]) -> None:
     target = predictor.spec.target
     start, rows, failed, labelled, correct = time.perf_counter(), 0, 0, 0, 0
     unseen, total, example, columns, reasons = 0, 0, "", [], set()
-    with atomic_path(args.output) as tmp, open(tmp, "w", newline="") as fh:
+    opener = gzip.open if str(args.output).endswith(".gz") else open  # a .csv.gz name gets a gzip file
+    with atomic_path(args.output) as tmp, opener(tmp, "wt", newline="") as fh:
         for chunk in read_chunks(args.input, args.chunk_size):
             try:
                 clean = predictor.spec.clean(chunk, training=False)
