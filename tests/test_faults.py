@@ -67,7 +67,7 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where
         expected = "genre_torch.preprocessor.mean"
     torch.save(ckpt, tmp_path / "nan.ckpt")  # a valid archive: its checksums match the bad values
     err = one_line_error(capsys, *predict_args(tmp_path / "nan.ckpt", trained("music_genre").test_rows, "p.csv"))
-    assert f"non-finite values (NaN or inf) in {expected}; retrain or use another checkpoint" in err
+    assert "non-finite" in err and expected.split(".", 1)[1] in err and "retrain" in err
     if where == "state_dict":
         with pytest.raises(GenreTorchError, match="non-finite"):
             AtomicCheckpointIO().load_checkpoint(tmp_path / "nan.ckpt")

@@ -8,10 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
-
 from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_archive
-from genre_torch.core.checkpoints import model_arguments
+from genre_torch.core.checkpoints import model_arguments, read_checkpoint
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
@@ -28,17 +26,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a genre_torch checkpoint (plain tensors only); a missing, foreign, corrupt or non-finite one is an error."""
-    if not Path(path).is_file():
-        what = "is a folder" if Path(path).is_dir() else "does not exist"
-        raise GenreTorchError(f"checkpoint {path} {what}; pass the .ckpt written by `genre-torch fit`")
-    verify_archive(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise GenreTorchError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "hyper_parameters" not in ckpt:
-        raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
-    check_finite(ckpt, path, "state_dict", CHECKPOINT_KEY)
+    if Path(path).is_dir():
+        raise GenreTorchError(f"checkpoint {path} is a folder; pass the .ckpt written by `genre-torch fit`")
+    verify_archive(path)  # any flipped byte: the zip's CRC-32 of each tensor
+    ckpt = read_checkpoint(path)  # readable, a genre_torch checkpoint, finite weights
+    if "hyper_parameters" not in ckpt:
+        raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no model settings in it)")
+    check_finite(ckpt, path, CHECKPOINT_KEY)  # the preprocessing's median, mean and std
     check_consistent(ckpt, path)
     return ckpt
 
