@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from genre_torch.cli import main
 from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import prepare
@@ -160,7 +162,7 @@ def test_rows_of_another_dataset_get_a_warning_naming_it(capsys, tmp_path) -> No
     code, out, err = run(
         capsys, *predict_args(trained("music_genre").ckpt, trained("spotify_tracks").test_rows, tmp_path / "p.csv")
     )
-    warning = [line for line in err.splitlines() if line.startswith("genre-torch: warning: ")]
+    warning = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert code == 0 and len(warning) == 1, err
     assert "the input looks like spotify_tracks; this checkpoint was trained on music_genre" in warning[0]
     assert "100% of its categorical values were never seen in training" in warning[0]
@@ -180,6 +182,15 @@ def test_line_breaks_in_text_keep_one_output_row_per_input_row(capsys, tmp_path)
     rows.to_csv(tmp_path / "in.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
     code, _, _ = run(capsys, *predict_args(trained("music_genre").ckpt, tmp_path / "in.csv", tmp_path / "p.csv"))
     assert code == 0 and pd.read_csv(tmp_path / "p.csv")["track_name"].tolist() == rows["track_name"].tolist()
+
+
+def test_cleaning_warnings_once_per_column_for_the_whole_input(tmp_path) -> None:
+    make_music_genre(n=100).to_csv(tmp_path / "in.csv", index=False)  # tempo '?' on 10 rows, duration -1 on 10
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main([*predict_args(trained("music_genre").ckpt, tmp_path / "in.csv", tmp_path / "p.csv"), "--chunk_size", "7"])
+    tempo = [str(w.message) for w in caught if "column tempo" in str(w.message)]
+    assert tempo == ["music_genre: column tempo: 10 value(s) unparseable -> missing (imputed with the training median)"]
 
 
 def test_nothing_scorable_is_an_error_and_writes_nothing(capsys, tmp_path) -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state
+from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state, warn_problems
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
@@ -137,11 +138,12 @@ def main(argv: list[str]) -> None:
     target = predictor.spec.target
     start, rows, failed, labelled, correct = time.perf_counter(), 0, 0, 0, 0
     unseen, total, example, columns, reasons = 0, 0, "", [], set()
+    problems: dict[str, Counter] = {}
     opener = gzip.open if str(args.output).endswith(".gz") else open  # a .csv.gz name gets a gzip file
     with atomic_path(args.output) as tmp, opener(tmp, "wt", newline="") as fh:
         for chunk in read_chunks(args.input, args.chunk_size):
             try:
-                clean = predictor.spec.clean(chunk, training=False)
+                clean = predictor.spec.clean(chunk, training=False, problems=problems)  # warned once, below
             except GenreTorchError as e:  # missing columns: name the dataset the input seems to be
                 note = mismatch(list(chunk.columns), predictor.spec, 0, 0, "")
                 raise GenreTorchError(f"{e}; {note}" if note else str(e)) from None
@@ -164,9 +166,10 @@ def main(argv: list[str]) -> None:
             why = "; ".join([*sorted(reasons), *([note] if note else [])])
             raise GenreTorchError(f"none of the {rows} rows of {args.input} could be scored: {why}")
     seconds = time.perf_counter() - start
+    warn_problems(predictor.spec.name, problems)
     print(f"scored {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s) -> {args.output}")
     if note:
-        print(f"genre-torch: warning: {note}; the predictions may mean nothing", file=sys.stderr)
+        print(f"warning: {note}; the predictions may mean nothing", file=sys.stderr)
     if failed:
         print(f"{failed} row(s) could not be scored; see the error column", file=sys.stderr)
     if labelled:
