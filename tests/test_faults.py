@@ -6,8 +6,10 @@ Output paths and full disks are in test_fault_outputs.py, property-based fuzzing
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -191,6 +193,17 @@ def test_cleaning_warnings_once_per_column_for_the_whole_input(tmp_path) -> None
         main([*predict_args(trained("music_genre").ckpt, tmp_path / "in.csv", tmp_path / "p.csv"), "--chunk_size", "7"])
     tempo = [str(w.message) for w in caught if "column tempo" in str(w.message)]
     assert tempo == ["music_genre: column tempo: 10 value(s) unparseable -> missing (imputed with the training median)"]
+
+
+def test_input_from_a_pipe(capsys, tmp_path) -> None:
+    """`--input <(zcat songs.csv.gz)`: a FIFO is read like a file (it was refused as 'does not exist')."""
+    os.mkfifo(tmp_path / "pipe")
+    data = Path(trained("music_genre").test_rows).read_bytes()
+    writer = threading.Thread(target=(tmp_path / "pipe").write_bytes, args=(data,))
+    writer.start()
+    code, out, _ = run(capsys, *predict_args(trained("music_genre").ckpt, tmp_path / "pipe", tmp_path / "p.csv"))
+    writer.join(timeout=30)
+    assert code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == len(pd.read_csv(trained("music_genre").test_rows))
 
 
 def test_nothing_scorable_is_an_error_and_writes_nothing(capsys, tmp_path) -> None:

@@ -114,7 +114,7 @@ def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Pred
 
 def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
     """Read a .csv / .csv.gz in chunks of `rows` rows; unreadable input is a clear error."""
-    if not Path(path).is_file():
+    if Path(path).is_dir() or not Path(path).exists():  # a pipe is fine: --input <(zcat songs.csv.gz)
         raise GenreTorchError(f"input file {path} {'is a folder' if Path(path).is_dir() else 'does not exist'}")
     try:
         with pd.read_csv(path, chunksize=rows, low_memory=False) as reader:
