@@ -103,3 +103,12 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path) -> None:
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_genre_torch_fit_writes_checkpoints_atomically(data_env) -> None:
+    from genre_torch.cli import run_cli
+    from genre_torch.core.checkpoint_io import AtomicCheckpointIO
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+    cli = run_cli(["--config", config, "--trainer.max_epochs", "1"], run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

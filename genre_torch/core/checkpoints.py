@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genre_torch.core.checkpoint_io import check_finite, verify_archive
 from genre_torch.core.errors import GenreTorchError
 
 CHECKPOINT_KEY = "genre_torch"
@@ -18,21 +19,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A genre_torch checkpoint as plain tensors and primitives; anything else is a one-line error."""
     if not Path(path).is_file():
         raise GenreTorchError(f"checkpoint {path} does not exist; pass a .ckpt written by `genre-torch fit`")
+    verify_archive(path)  # a flipped byte in a tensor: the zip's CRC-32
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         raise GenreTorchError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a .ckpt file") from None
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
-    bad = first_non_finite(ckpt["state_dict"])
-    if bad is not None:
-        raise GenreTorchError(f"{path} holds non-finite weights ({bad}); retrain, or use another checkpoint")
+    check_finite(ckpt, path)
     return ckpt
-
-
-def first_non_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """Name of the first floating-point tensor holding NaN or infinity, or None."""
-    return next((k for k, v in state_dict.items() if v.is_floating_point() and not v.isfinite().all()), None)
 
 
 def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:

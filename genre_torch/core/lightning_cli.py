@@ -11,9 +11,11 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, StochasticWeightAveraging
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
 from genre_torch.core import fast
+from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
@@ -134,6 +136,10 @@ class GenreCLI(LightningCLI):
         if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty():
             kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output: EpochLine prints instead
         _check_accelerator(config["trainer"])
+        plugins = config["trainer"].get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):  # checkpoints written next to themselves, renamed
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         try:
             trainer = super().instantiate_trainer(**kwargs)
             if not trainer.progress_bar_callback and self.subcommand == "fit":

@@ -12,7 +12,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from genre_torch.core import fast
-from genre_torch.core.checkpoints import CHECKPOINT_KEY, first_non_finite
+from genre_torch.core.checkpoint_io import nonfinite_tensor
+from genre_torch.core.checkpoints import CHECKPOINT_KEY
 from genre_torch.core.components import bound_arguments, to_config, to_factory
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.losses import Criterion, CrossEntropy
@@ -221,7 +222,7 @@ class GenreClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the checkpoint alone must be able to score raw rows: keep the fitted preprocessing and the
         # RNG state (dropout, batch transforms), so that a resumed run continues exactly like an uninterrupted one
-        bad = first_non_finite(checkpoint["state_dict"])
+        bad = nonfinite_tensor(checkpoint["state_dict"])
         if bad is not None:
             raise GenreTorchError(f"refusing to save a checkpoint with non-finite weights ({bad}): training diverged")
         if self.preprocessor_state is not None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def claim_version(runs: Path, checkpoints: Path) -> int:
+def claim_version(runs: Path, checkpoints: Path | None = None) -> int:
     """Create runs/version_N exclusively for the first free N after the newest; checkpoints/version_N must be empty.
 
     mkdir is atomic: of several processes trying the same N, exactly one succeeds and the others move on.
@@ -22,8 +22,10 @@ def claim_version(runs: Path, checkpoints: Path) -> int:
         except FileExistsError:
             n += 1
             continue
-        ckpt = checkpoints / f"version_{n}"
-        if ckpt.is_dir() and any(ckpt.iterdir()):  # left over from a run whose log folder was deleted
+        ckpt = checkpoints / f"version_{n}" if checkpoints is not None else None
+        if (
+            ckpt is not None and ckpt.is_dir() and any(ckpt.iterdir())
+        ):  # left over from a run whose log folder was deleted
             (runs / f"version_{n}").rmdir()
             n += 1
             continue

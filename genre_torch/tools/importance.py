@@ -24,6 +24,7 @@ from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.runs import claim_version
 from genre_torch.tools import figures
 from genre_torch.tools.common import ArgumentParser, load_checkpoint, load_model
 from genre_torch.tools.predict import Predictor
@@ -97,7 +98,12 @@ def main(argv: list[str]) -> None:
     if args.repeats < 1:
         raise GenreTorchError("--repeats must be at least 1")
     table, dataset, base = importance(args.ckpt_path, args.data_path, args.repeats, args.seed)
-    logger = TensorBoardLogger(f"{args.runs_dir}/{dataset}", name="importance", default_hp_metric=False)
+    folder = Path(args.runs_dir) / dataset / "importance"
+    try:
+        version = claim_version(folder)  # two runs at once never share a version folder
+    except OSError as e:
+        raise write_error(folder, e) from None
+    logger = TensorBoardLogger(folder.parent, name="importance", version=version, default_hp_metric=False)
     try:
         write(logger, table, f"{dataset}, accuracy {base:.4f}, {args.repeats} repeats", str(args.ckpt_path))
     except OSError as e:  # a file as --runs_dir, a read-only or full disk: no half-written version folder
