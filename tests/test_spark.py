@@ -55,6 +55,9 @@ def quirky(name: str) -> tuple[pd.DataFrame, dict[str, int]]:
     raw.loc[kept[rows["na"]], "loudness"] = "n/a"  # a pandas NA string: imputed
     raw.loc[kept[int(splits["train"][1])], spec.target] = f"  {labels[splits['train'][1]]} "  # stripped
     raw.loc[kept[int(splits["train"][2])], "energy"] = "  0.5"  # whitespace around a number
+    raw.loc[kept[int(splits["train"][3])], "loudness"] = "inf"  # non-finite and huge values: missing in both
+    raw.loc[kept[int(splits["train"][4])], "tempo"] = "1e308"
+    raw.loc[kept[int(splits["val"][1])], "danceability"] = "-Infinity"
     return raw, rows
 
 

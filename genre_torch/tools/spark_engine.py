@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from genre_torch.core.datasets import DatasetSpec, to_category
+from genre_torch.core.datasets.cleaning import HUGE
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.split import split_indices
 
@@ -88,7 +89,8 @@ def clean(spec: DatasetSpec, raw: Any) -> Any:
         df = df.withColumn("_n", F.row_number().over(first)).filter("_n = 1").drop("_n")
     for col in spec.numeric:
         value = F.col(col).try_cast("double")
-        df = df.withColumn(col, F.when(F.isnan(value), None).otherwise(value))
+        # as pandas cleaning does: NaN, infinities and |x| > HUGE (overflow placeholders) become missing
+        df = df.withColumn(col, F.when(F.isnan(value) | (F.abs(value) > HUGE), None).otherwise(value))
     for col, (lo, hi) in spec.valid_ranges.items():
         df = df.withColumn(col, F.when(F.col(col).between(lo, hi), F.col(col)))
     for col in spec.categorical:
