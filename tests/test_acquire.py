@@ -68,7 +68,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def download(monkeypatch, url: str, dest: Path, *extra: str) -> None:
     monkeypatch.setenv("GENRE_TORCH_SPOTIFY_TRACKS_URL", url)
-    main(["data", "download", "spotify_tracks", "--dest", str(dest), "--no-progress", *extra])
+    main(["data", "download", "spotify_tracks", "--dest", str(dest), "--no_progress", *extra])
 
 
 def one_line_error(capsys) -> str:
@@ -183,7 +183,7 @@ def test_check_summarises_both_datasets(data_env, capsys) -> None:
     assert lines["tempo"][1:6] == ["numeric", "0", "60", "0", "0"]  # 60 '?' values
     assert lines["duration_ms"][1:6] == ["numeric", "0", "0", "0", "60"]  # 60 times -1
     assert "all-empty rows (dropped)                                 5" in out
-    main(["data", "check", str(data_env / "spotify_tracks.csv.gz"), "--no-hash"])
+    main(["data", "check", str(data_env / "spotify_tracks.csv.gz"), "--no_hash"])
     out = capsys.readouterr().out
     assert "duplicate (track_id, track_genre) rows (dropped)         3" in out
     assert "rows kept for training                                 600" in out
@@ -289,7 +289,7 @@ def test_if_missing_downloads_only_when_training_would_not_find_the_file(server,
     assert find_data_file(SPECS["spotify_tracks"]) == Path("data") / "spotify_tracks.csv"
     capsys.readouterr()
     main(["data", "download", "spotify_tracks", "--if_missing"])
-    main(["data", "download", "--config", str(config), "--if-missing"])
+    main(["data", "download", "--config", str(config), "--if_missing"])
     assert Handler.requests == 1  # present: no request, no hashing
     assert capsys.readouterr().out.count("is present; nothing to download") == 2
 

@@ -51,3 +51,16 @@ def test_a_configuration_error_is_one_line_with_a_pointer_to_help(data_env) -> N
     done = run(["fit", "--config", CONFIG, "--model.lrr", "0.1"], Path.cwd())
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "--model.lrr" in done.stderr and "see `genre-torch fit --help`" in done.stderr
+
+
+def test_tool_help_and_usage_errors_do_not_import_the_heavy_stack() -> None:
+    code = "import sys\nfrom genre_torch import cli\n"
+    code += "for argv in (['predict', '--help'], ['export', '--help'], ['importance', '-h'], ['data', '--help'],\n"
+    code += "             ['prepare', '--help'], ['predict', '--ckpt_path', 'x']):\n"
+    code += "    try: cli.main(argv)\n    except SystemExit as e: print('EXIT', e.code)\n"
+    code += "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'pytorch_lightning') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.count("EXIT 0") == 5 and "EXIT 2" in done.stdout and "HEAVY []" in done.stdout
+    assert "the following arguments are required: --input, --output" in done.stderr
+    for flag in re.findall(r"--[a-z][\w.]*", done.stdout):  # one flag style: LightningCLI's underscores
+        assert "-" not in flag[2:], flag

@@ -78,7 +78,7 @@ def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 def test_bad_input(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     ckpt = str(trained("music_genre").ckpt)
-    assert "unknown export format 'tflite'" in fails(
+    assert "invalid choice: 'tflite' (choose from 'onnx', 'torchscript')" in fails(
         capsys, "--ckpt_path", ckpt, "--format", "tflite", "--output", "m.tflite"
     )
     assert "checkpoint nope.ckpt does not exist" in fails(

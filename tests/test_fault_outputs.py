@@ -142,7 +142,7 @@ def test_a_killed_predict_leaves_a_temporary_file_the_next_run_removes(capsys, t
 
 def test_prepare_overwrite_replaces_only_a_prepared_folder(capsys, tmp_path) -> None:
     make_music_genre().to_csv(tmp_path / "mg.csv", index=False)
-    prep = ["prepare", "--dataset", "music_genre", "--path", tmp_path / "mg.csv", "--overwrite", "--output"]
+    prep = ["prepare", "--dataset", "music_genre", "--data.path", tmp_path / "mg.csv", "--overwrite", "--output"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
     (tmp_path / "file.txt").write_text("keep me too\n")
@@ -159,7 +159,7 @@ def test_prepare_overwrite_replaces_only_a_prepared_folder(capsys, tmp_path) -> 
         "prepare",
         "--dataset",
         "music_genre",
-        "--path",
+        "--data.path",
         tmp_path / "p" / "mg.csv",
         "--overwrite",
         "--output",
@@ -176,7 +176,7 @@ def listing_of(folder: Path, prefix: str) -> list[str]:
 
 def test_prepare_write_errors_are_one_line(capsys, tmp_path, monkeypatch) -> None:
     make_music_genre().to_csv(tmp_path / "mg.csv", index=False)
-    prep = ["prepare", "--dataset", "music_genre", "--path", tmp_path / "mg.csv", "--output"]
+    prep = ["prepare", "--dataset", "music_genre", "--data.path", tmp_path / "mg.csv", "--output"]
     with read_only_folder(tmp_path / "ro") as ro:
         assert "choose a writable folder" in one_line_error(capsys, *prep, ro / "p")
         assert listing(ro) == []

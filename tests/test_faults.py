@@ -231,7 +231,7 @@ def test_prepare_never_writes_non_finite_features(capsys, tmp_path) -> None:
     raw.loc[raw.index[::4], "loudness"] = np.inf
     raw.loc[raw.index[1::9], "popularity"] = 1e308
     raw.to_csv(tmp_path / "inf.csv", index=False)
-    args = ["prepare", "--dataset", "music_genre", "--path", tmp_path / "inf.csv", "--output", tmp_path / "prep"]
+    args = ["prepare", "--dataset", "music_genre", "--data.path", tmp_path / "inf.csv", "--output", tmp_path / "prep"]
     code, _, err = run(capsys, *args)
     if code == 0:
         for part in (tmp_path / "prep").glob("*/*.parquet"):

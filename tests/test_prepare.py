@@ -50,7 +50,7 @@ def test_prepare_refuses_to_overwrite_and_leaves_nothing_half_written(prepared, 
     assert "--overwrite" in capsys.readouterr().err
     (prepared.parent / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit):
-        main(["prepare", "--dataset", "music_genre", "--output", str(prepared.parent / "x"), "--path", "bad.csv"])
+        main(["prepare", "--dataset", "music_genre", "--output", str(prepared.parent / "x"), "--data.path", "bad.csv"])
     assert "lacks required column" in capsys.readouterr().err
     assert sorted(p.name for p in prepared.parent.iterdir()) == ["bad.csv", "prep"]  # no temporary folder left
 

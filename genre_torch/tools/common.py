@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_archive
 from genre_torch.core.checkpoints import model_arguments, read_checkpoint
@@ -14,14 +13,7 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
 
-__all__ = ["ArgumentParser", "atomic_path", "check_output", "load_checkpoint", "load_model"]
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are GenreTorchError: one line on stderr, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise GenreTorchError(f"{self.prog}: {message}")
+__all__ = ["atomic_path", "check_output", "load_checkpoint", "load_model"]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

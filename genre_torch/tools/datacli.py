@@ -11,31 +11,8 @@ from genre_torch.core.data import find_data_file, read_csv
 from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
 from genre_torch.core.datasets.schema import read_yaml
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.tools import acquire
+from genre_torch.tools import acquire, parsers
 from genre_torch.tools.datacheck import guess_spec, report_lines
-
-DATASET_HELP = f"a built-in dataset ({', '.join(SPECS)}) or the path of a dataset spec .yaml"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The `genre-torch data` argument parser."""
-    parser = argparse.ArgumentParser(prog="genre-torch data", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    down = sub.add_parser("download", help="download a dataset and verify its sha256")
-    down.add_argument("name", nargs="?", help=DATASET_HELP)
-    down.add_argument("--config", type=Path, help="take the dataset (and data.path) from this training config")
-    down.add_argument(
-        "--if_missing", "--if-missing", action="store_true", help="nothing to do if training finds a file"
-    )
-    down.add_argument("--dest", type=Path, default=None, help="folder (default: $GENRE_TORCH_DATA_DIR, else ./data)")
-    down.add_argument("--file", type=Path, default=None, help="verify and place a file you downloaded yourself")
-    down.add_argument("--retries", type=int, default=2, help="download attempts after a failed one (default 2)")
-    down.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
-    check = sub.add_parser("check", help="validate a CSV against its dataset spec and summarise it")
-    check.add_argument("target", help="dataset name (looked up like training does) or path of a CSV")
-    check.add_argument("--dataset", default=None, help=f"spec to check PATH against: {DATASET_HELP}")
-    check.add_argument("--no_hash", "--no-hash", action="store_true", help="skip the sha256 comparison")
-    return parser
 
 
 def config_data(path: Path) -> dict[str, Any]:
@@ -97,7 +74,7 @@ def check(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> None:
     """Run `genre-torch data ...`."""
-    args = build_parser().parse_args(argv)
+    args = parsers.data().parse_args(argv)
     if args.command == "download":
         download(args)
     else:

@@ -24,7 +24,8 @@ from torch import nn
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
-from genre_torch.tools.common import ArgumentParser, atomic_path, check_output, load_checkpoint, load_model
+from genre_torch.tools import parsers
+from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
 
 FORMATS = ("onnx", "torchscript")
 SUPPORTED_STATE = {"numeric", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
@@ -143,11 +144,7 @@ def _onnx(wrapper: nn.Module, example: torch.Tensor, metadata: str) -> bytes:
 
 def main(argv: list[str]) -> None:
     """`genre-torch export --ckpt_path CKPT --format onnx|torchscript --output FILE`."""
-    parser = ArgumentParser(prog="genre-torch export", description=__doc__)
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `genre-torch fit`")
-    parser.add_argument("--format", required=True, help="onnx or torchscript")
-    parser.add_argument("--output", required=True, help="file to write (e.g. model.onnx / model.pt)")
-    args = parser.parse_args(argv)
+    args = parsers.export().parse_args(argv)
     contract = export(args.ckpt_path, args.format, args.output)
     sidecar = os.path.splitext(args.output)[0] + ".json"
     print(

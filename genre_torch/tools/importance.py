@@ -25,8 +25,8 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.runs import claim_version
-from genre_torch.tools import figures
-from genre_torch.tools.common import ArgumentParser, load_checkpoint, load_model
+from genre_torch.tools import figures, parsers
+from genre_torch.tools.common import load_checkpoint, load_model
 from genre_torch.tools.predict import Predictor
 
 
@@ -88,13 +88,7 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
 
 def main(argv: list[str]) -> None:
     """`genre-torch importance --ckpt_path CKPT [--data.path CSV] [--repeats 5]`."""
-    parser = ArgumentParser(prog="genre-torch importance", description=__doc__)
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `genre-torch fit`")
-    parser.add_argument("--data.path", dest="data_path", help="data file (default: as the checkpoint was trained)")
-    parser.add_argument("--repeats", type=int, default=5, help="shuffles per column")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffles")
-    parser.add_argument("--runs_dir", default="runs", help="TensorBoard folder: writes <runs_dir>/<dataset>/importance")
-    args = parser.parse_args(argv)
+    args = parsers.importance().parse_args(argv)
     if args.repeats < 1:
         raise GenreTorchError("--repeats must be at least 1")
     table, dataset, base = importance(args.ckpt_path, args.data_path, args.repeats, args.seed)

@@ -20,7 +20,8 @@ from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_s
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.tools.common import ArgumentParser, atomic_path, check_output, load_checkpoint, load_model
+from genre_torch.tools import parsers
+from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
 
 TOP_K = 3
 ALL_MISSING = "every feature is missing"
@@ -125,12 +126,7 @@ def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
 
 def main(argv: list[str]) -> None:
     """`genre-torch predict --ckpt_path CKPT --input songs.csv --output predictions.csv`."""
-    parser = ArgumentParser(prog="genre-torch predict", description=__doc__)
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `genre-torch fit`")
-    parser.add_argument("--input", required=True, help="CSV (.csv/.csv.gz) in the dataset's own format")
-    parser.add_argument("--output", required=True, help="CSV to write (atomically: complete or not at all)")
-    parser.add_argument("--chunk_size", type=int, default=100_000, help="rows read and scored at a time")
-    args = parser.parse_args(argv)
+    args = parsers.predict().parse_args(argv)
     if args.chunk_size < 1:
         raise GenreTorchError("--chunk_size must be at least 1")
     check_output(args.output, (args.input, args.ckpt_path))

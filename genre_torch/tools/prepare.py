@@ -6,7 +6,6 @@ for data larger than one machine; see genre_torch/spark_engine.py).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import shutil
@@ -18,9 +17,10 @@ import numpy as np
 
 from genre_torch.core.checkpoint_io import remove_stale_temps, temp_name, write_error
 from genre_torch.core.data import GenreDataModule, find_data_file
-from genre_torch.core.datasets import SPECS, DatasetSpec, get_spec
+from genre_torch.core.datasets import DatasetSpec, get_spec
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.prepared import FORMAT, SPLITS, STATE_FILE, state_to_json
+from genre_torch.tools import parsers
 
 ROW_GROUP_ROWS = 65536
 
@@ -140,25 +140,9 @@ def prepare(
     return info
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `genre-torch prepare` argument parser."""
-    parser = argparse.ArgumentParser(prog="genre-torch prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=sorted(SPECS), required=True, help="dataset spec")
-    parser.add_argument("--engine", choices=["pandas", "spark"], default="pandas", help="default: pandas")
-    parser.add_argument("--output", type=Path, required=True, help="folder to write (train/ val/ test/ + JSON)")
-    parser.add_argument("--path", "--data.path", dest="path", default=None, help="CSV (default: as training finds it)")
-    parser.add_argument("--spark-master", default=None, help="Spark master URL (default: $SPARK_MASTER or local[*])")
-    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="canonical split: 0.2")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="canonical split: 0.1")
-    parser.add_argument("--split-seed", type=int, default=42, help="canonical split: 42")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
-    return parser
-
-
 def main(argv: list[str]) -> None:
     """Run `genre-torch prepare ...`."""
-    args = build_parser().parse_args(argv)
+    args = parsers.prepare().parse_args(argv)
     spec = get_spec(args.dataset)
     path = find_data_file(spec, args.path)
     conf = dict(item.split("=", 1) for item in args.spark_conf if "=" in item)

@@ -1,0 +1,100 @@
+"""The argument parsers of the tool subcommands, in a module that imports nothing heavy.
+
+`genre-torch TOOL --help` and usage errors are answered from here before the tool imports torch or pandas.
+Flags follow LightningCLI's style: words joined by underscores, dotted groups (--ckpt_path, --data.path).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+from genre_torch.core.errors import GenreTorchError
+
+DATASET_HELP = "a built-in dataset (music_genre, spotify_tracks) or the path of a dataset spec .yaml"
+CKPT_HELP = "checkpoint written by `genre-torch fit`"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are GenreTorchError: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise GenreTorchError(f"{message} (see `{self.prog} --help`)")
+
+
+def predict() -> ArgumentParser:
+    """`genre-torch predict`."""
+    p = ArgumentParser(prog="genre-torch predict", description="Score raw CSV rows with a checkpoint alone.")
+    p.add_argument("--ckpt_path", required=True, help=CKPT_HELP)
+    p.add_argument("--input", required=True, help="CSV (.csv/.csv.gz) in the dataset's own format")
+    p.add_argument("--output", required=True, help="CSV to write (.csv or .csv.gz; complete or not at all)")
+    p.add_argument("--chunk_size", type=int, default=100_000, help="rows read and scored at a time")
+    return p
+
+
+def export() -> ArgumentParser:
+    """`genre-torch export`."""
+    p = ArgumentParser(
+        prog="genre-torch export",
+        description="Write a checkpoint as one ONNX or TorchScript graph: preprocessing, network and softmax; "
+        "the input contract goes to a sidecar FILE.json.",
+    )
+    p.add_argument("--ckpt_path", required=True, help=CKPT_HELP)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="onnx or torchscript")
+    p.add_argument("--output", required=True, help="file to write (e.g. model.onnx / model.pt)")
+    return p
+
+
+def importance() -> ArgumentParser:
+    """`genre-torch importance`."""
+    p = ArgumentParser(
+        prog="genre-torch importance",
+        description="Permutation importance on the test split: the drop in test accuracy when each original "
+        "column is shuffled.",
+    )
+    p.add_argument("--ckpt_path", required=True, help=CKPT_HELP)
+    p.add_argument("--data.path", dest="data_path", help="data file (default: as the checkpoint was trained)")
+    p.add_argument("--repeats", type=int, default=5, help="shuffles per column")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffles")
+    p.add_argument("--runs_dir", default="runs", help="TensorBoard folder: writes <runs_dir>/<dataset>/importance")
+    return p
+
+
+def data() -> ArgumentParser:
+    """`genre-torch data download|check`."""
+    p = ArgumentParser(prog="genre-torch data", description="Get a dataset verified, or inspect a CSV.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    down = sub.add_parser("download", help="download a dataset and verify its sha256")
+    down.add_argument("name", nargs="?", help=DATASET_HELP)
+    down.add_argument("--config", type=Path, help="take the dataset (and data.path) from this training config")
+    down.add_argument("--if_missing", action="store_true", help="nothing to do if training finds a file")
+    down.add_argument("--dest", type=Path, default=None, help="folder (default: $GENRE_TORCH_DATA_DIR, else ./data)")
+    down.add_argument("--file", type=Path, default=None, help="verify and place a file you downloaded yourself")
+    down.add_argument("--retries", type=int, default=2, help="download attempts after a failed one (default 2)")
+    down.add_argument("--no_progress", action="store_true", help="no progress bar")
+    check = sub.add_parser("check", help="validate a CSV against its dataset spec and summarise it")
+    check.add_argument("target", help="dataset name (looked up like training does) or path of a CSV")
+    check.add_argument("--dataset", default=None, help=f"spec to check PATH against: {DATASET_HELP}")
+    check.add_argument("--no_hash", action="store_true", help="skip the sha256 comparison")
+    return p
+
+
+def prepare() -> ArgumentParser:
+    """`genre-torch prepare`."""
+    p = ArgumentParser(
+        prog="genre-torch prepare",
+        description="Clean, split, fit and encode a dataset once, written as Parquet per split + JSON state "
+        "(pandas or Spark engine, the same result).",
+    )
+    p.add_argument("--dataset", required=True, help="a built-in dataset (music_genre, spotify_tracks)")
+    p.add_argument("--engine", choices=["pandas", "spark"], default="pandas", help="default: pandas")
+    p.add_argument("--output", type=Path, required=True, help="folder to write (train/ val/ test/ + JSON)")
+    p.add_argument("--data.path", dest="path", default=None, help="CSV (default: as training finds it)")
+    p.add_argument("--spark_master", default=None, help="Spark master URL (default: $SPARK_MASTER or local[*])")
+    p.add_argument("--spark_conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
+    p.add_argument("--test_fraction", type=float, default=0.2, help="canonical split: 0.2")
+    p.add_argument("--val_fraction", type=float, default=0.1, help="canonical split: 0.1")
+    p.add_argument("--split_seed", type=int, default=42, help="canonical split: 42")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    return p
