@@ -27,6 +27,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "importance": ("genre_torch.tools.importance:main", "permutation importance of each column on the test split"),
     "data": ("genre_torch.tools.datacli:main", "download a dataset (verified) or check a CSV against its spec"),
     "prepare": ("genre_torch.tools.prepare:main", "clean, split and encode a dataset to Parquet (pandas or Spark)"),
+    "tune": ("genre_torch.tools.search:tune", "Optuna search (TPE, pruning) over fit options; N workers, resumable"),
+    "sweep": ("genre_torch.tools.search:sweep", "every cell of a grid of fit options once; N workers, summary"),
 }
 # Notices a user cannot act on: dependencies' deprecations and Lightning's hints about DataLoader workers,
 # which do not apply to in-memory tensors

@@ -1,0 +1,223 @@
+"""`genre-torch tune` and `genre-torch sweep`: Optuna studies of `fit` configs on a shared storage, N workers.
+
+    genre-torch tune --config CONFIG --space SPACE.yaml [--trials 30] [--timeout S] [--workers N]
+        [--storage URL] [--study NAME] [--out FILE] [--heartbeat 10] [any --trainer.* --model.* --data.* ...]
+    genre-torch sweep --config CONFIG --space GRID.yaml [--workers N] [--limit K] [...the same options]
+
+tune: TPE on validation accuracy with median pruning; the best trial is written as a complete config
+(default <runs_dir>/<study>/best.yaml; `genre-torch fit --config` retrains and tests it once). sweep: every
+cell of the grid exactly once (queued trials that the workers claim one by one), then a markdown summary.
+The search space format is in genre_torch/tools/search_space.py; examples in configs/spaces/. Options after
+the search's own are `fit` options, fixed for every trial. The test split never reaches a model here.
+
+Storage: by default SQLite at <runs_dir>/<study>/study.db; `--storage postgresql://user@host/db` (or any
+Optuna RDB URL) lets workers on several machines join one study. Running the same command again resumes
+the study: finished trials are kept, and a trial whose worker died (no heartbeat for 3 x --heartbeat
+seconds) is marked failed and queued again. Every trial is a TensorBoard run with its options and final
+validation metrics (HParams tab): `tensorboard --logdir <runs_dir>/<study>`; the study itself:
+`optuna-dashboard sqlite:///<runs_dir>/<study>/study.db` (pip install optuna-dashboard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import sys
+import time
+import warnings
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+try:
+    import optuna
+except ImportError:  # the extra is optional; say how to get it
+    from genre_torch.core.errors import GenreTorchError
+
+    raise GenreTorchError("tune and sweep need Optuna: pip install -e '.[tune]'") from None
+import yaml
+
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.tools.common import ArgumentParser, atomic_path
+from genre_torch.tools.search_space import SearchSpace, option_args
+from genre_torch.tools.search_storage import open_storage, open_study
+from genre_torch.tools.search_summary import summary
+from genre_torch.tools.search_trial import Surplus, resolved_config, run_trial
+
+State = optuna.trial.TrialState
+
+
+@dataclasses.dataclass
+class Job:
+    """What a worker process needs to run trials of one study (picklable for spawned workers)."""
+
+    storage: str
+    study: str
+    space: dict[str, Any]
+    fit_args: list[str]
+    folder: str
+    trials: int | None  # None: a grid
+    timeout: float | None
+    heartbeat: int
+
+
+def parse(argv: list[str], grid: bool) -> tuple[Any, list[str]]:
+    """The search's own options and the remaining `fit` options."""
+    name = "sweep" if grid else "tune"
+    parser = ArgumentParser(prog=f"genre-torch {name}", description=__doc__, allow_abbrev=False)
+    parser.add_argument("--space", required=True, help="search space YAML (see configs/spaces/)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: SQLite in <runs_dir>/<study>/study.db)")
+    parser.add_argument("--study", help="study name (default: <config name>-<space name>)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    parser.add_argument("--out", type=Path, help="best config (tune) or markdown summary (sweep) file")
+    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
+    if grid:
+        parser.add_argument("--limit", type=int, help="only the first LIMIT cells of the grid")
+    else:
+        parser.add_argument("--trials", type=int, default=30, help="trials in the whole study (all workers)")
+        parser.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
+    args, fit_args = parser.parse_known_args(argv)
+    if args.workers < 1 or args.heartbeat < 1 or (getattr(args, "trials", 1) or 1) < 1:
+        parser.error("--workers, --heartbeat and --trials must be at least 1")
+    if fit_args and fit_args[0] in ("fit", "validate", "test"):
+        parser.error(f"put fit options after `{name}` without a subcommand (drop `{fit_args[0]}`)")
+    return args, fit_args
+
+
+def search(argv: list[str], grid: bool) -> None:
+    """Create or resume the study, run its trials on --workers processes, then report the result."""
+    args, fit_args = parse(argv, grid)
+    space = SearchSpace.load(args.space)
+    cells = space.grid()[: args.limit] if grid else None
+    keys = {p.key for p in space.params}
+    searched = [a for a in fit_args if a.startswith("--") and a[2:].split("=")[0] in keys]
+    if searched:
+        raise GenreTorchError(f"{searched} are both fixed on the command line and searched in {args.space}")
+    sample = space.options(cells[0]) if cells else space.first()
+    config = resolved_config([*fit_args, *option_args(sample)])  # bad options fail here, before any worker
+    study_name = args.study or "-".join([*_config_names(fit_args), Path(args.space).stem])
+    folder = Path(config.get("runs_dir") or "runs").resolve() / study_name
+    url = args.storage or f"sqlite:///{folder / 'study.db'}"
+    identity = {"fit_args": fit_args, "space": space.raw, "cells": len(cells) if grid else None}
+    trials = None if grid else args.trials
+    open_study(open_storage(url, args.heartbeat), study_name, identity, cells)
+    job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat)
+    print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
+    run_workers(job, args.workers)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url, args.heartbeat))
+    report_grid(study, space, args.out or folder / "summary.md") if grid else report_best(study, space, job, args.out)
+
+
+def work(job: Job) -> None:
+    """A worker: claim and run trials until the study has its trials (or grid cells) finished or time is up."""
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # trials are built from args
+    sampler = optuna.samplers.TPESampler(constant_liar=True)  # workers running together avoid the same point
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
+    if job.trials is None:
+        sampler, pruner = optuna.samplers.RandomSampler(), optuna.pruners.NopPruner()  # queued cells, to the end
+    storage = open_storage(job.storage, job.heartbeat)
+    study = optuna.load_study(study_name=job.study, storage=storage, sampler=sampler, pruner=pruner)
+    space = SearchSpace(job.space)
+    objective = partial(run_trial, fit_args=job.fit_args, space=space, folder=Path(job.folder), trials=job.trials)
+    start = time.monotonic()
+    while job.timeout is None or time.monotonic() - start < job.timeout:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and queued again
+        count = Counter(t.state for t in study.get_trials(deepcopy=False))
+        finished = count[State.COMPLETE] + count[State.PRUNED]
+        started = finished + count[State.RUNNING] + count[State.WAITING]
+        if count[State.WAITING] or (job.trials is not None and started < job.trials):
+            study.optimize(objective, n_trials=1, catch=(Surplus,), gc_after_trial=True)
+        elif count[State.RUNNING]:
+            time.sleep(min(job.heartbeat, 2))  # another worker's trial: it finishes, or goes stale and is retried
+        else:
+            return
+
+
+def _work_process(job: Job) -> None:
+    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2."""
+    try:
+        work(job)
+    except GenreTorchError as e:
+        print(f"genre-torch: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_workers(job: Job, workers: int) -> None:
+    """Run `workers` worker processes (or this process for one); stop them all when one fails."""
+    if workers == 1:
+        return work(job)
+    spawn = multiprocessing.get_context("spawn")  # fresh processes: no CUDA context or DB connection inherited
+    procs = [spawn.Process(target=_work_process, args=(job,), name=f"worker {i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        running = list(procs)
+        while running:
+            multiprocessing.connection.wait([p.sentinel for p in running])
+            for p in [p for p in running if p.exitcode is not None]:
+                running.remove(p)
+                if p.exitcode != 0:
+                    raise GenreTorchError(f"{p.name} stopped with exit code {p.exitcode}; rerun to resume the study")
+    finally:
+        for p in procs:
+            if p.exitcode is None:
+                p.terminate()
+            p.join()
+
+
+def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | None) -> None:
+    """Write the best trial as a complete `genre-torch fit` config and say where."""
+    done = study.get_trials(deepcopy=False, states=(State.COMPLETE,))
+    if not done:
+        raise GenreTorchError(f"study {job.study} has no completed trial yet (raise --timeout or --trials)")
+    best = max(done, key=lambda t: (t.value, -t.number))
+    config = resolved_config([*job.fit_args, *option_args(space.options(best.params))])
+    config["seed_everything"] = best.user_attrs.get("seed", config.get("seed_everything"))
+    target = out or Path(job.folder) / "best.yaml"
+    header = f"# genre-torch tune: study {job.study}, best of {len(done)} completed trials: trial {best.number}, "
+    header += f"validation accuracy {best.value:.4f}\n# genre-torch fit --config {target}\n"
+    with atomic_path(target) as tmp:
+        tmp.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    print(f"best validation accuracy {best.value:.4f} (trial {best.number}); config written to {target}")
+
+
+def report_grid(study: optuna.Study, space: SearchSpace, out: Path) -> None:
+    """Print the sweep's markdown summary and write it to `out`."""
+    text = summary(study, space)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    print(text, end="")
+
+
+def _config_names(fit_args: list[str]) -> list[str]:
+    """The names (file stems) of the --config files among the fit options."""
+    names = []
+    for i, arg in enumerate(fit_args):
+        if arg in ("--config", "-c") and i + 1 < len(fit_args):
+            names.append(Path(fit_args[i + 1]).stem)
+        elif arg.startswith("--config="):
+            names.append(Path(arg.split("=", 1)[1]).stem)
+    return names
+
+
+def _shown(url: str) -> str:
+    """A storage URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def tune(argv: list[str]) -> None:
+    """Entry point of `genre-torch tune`."""
+    search(argv, grid=False)
+
+
+def sweep(argv: list[str]) -> None:
+    """Entry point of `genre-torch sweep`."""
+    search(argv, grid=True)

@@ -1,0 +1,105 @@
+"""Optuna storage for searches: SQLite by default, any RDB URL (PostgreSQL) for many machines; heartbeats.
+
+SQLite is the embedded default rather than Optuna's journal file because only an RDB storage has
+heartbeats, the library's way to find the trials of a killed worker (marked failed, queued again by
+RetryHeartbeatStaleTrialCallback). A commit is atomic in SQLite's own journal, so a kill loses at most
+the transaction in flight. One change makes it safe for several processes: Optuna claims a queued trial
+by reading its state and then updating it, which on other databases is one SELECT ... FOR UPDATE. SQLite
+has no row locks and Python's sqlite3 begins a transaction only at the first write, so two workers could
+both read WAITING and both run the trial. Every transaction here starts with BEGIN IMMEDIATE (SQLAlchemy's
+documented recipe for pysqlite), which takes SQLite's write lock first: claims are one at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from genre_torch.core.errors import GenreTorchError
+
+
+def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every transaction of a pysqlite engine take the database's write lock when it begins."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's implicit BEGIN off; the event below begins
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners (table creation) are not reused
+
+
+def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
+    """An RDB storage whose running trials beat every `heartbeat` s; stale after 3 beats, failed and retried."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise GenreTorchError(f"--storage {url!r} is not a database URL (sqlite:///FILE, postgresql://...)") from None
+    kwargs: dict[str, Any] = {
+        "heartbeat_interval": heartbeat,
+        "grace_period": 3 * heartbeat,
+        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(),
+    }
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            return optuna.storages.RDBStorage(url, **kwargs)
+        path = Path(parsed.database or "")
+        if not parsed.database or parsed.database == ":memory:":
+            raise GenreTorchError("an SQLite storage must be a file (sqlite:///FILE) that all workers share")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "w") as lock:  # two first starts create the tables once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}}, **kwargs)
+        _begin_immediate(storage.engine)
+        return storage
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as e:
+        raise GenreTorchError(f"cannot open storage {shown}: {str(e).splitlines()[0]}") from None
+
+
+def open_study(storage: optuna.storages.RDBStorage, name: str, identity: dict[str, Any], cells: list | None) -> None:
+    """Create the study (and queue a grid's cells), or join it when its settings are the same as ours.
+
+    Creation is atomic (unique study names), so exactly one process queues the cells; it marks the study
+    ready at the end, and a process joining earlier waits for that before taking trials.
+    """
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:
+        return _join(optuna.load_study(study_name=name, storage=storage), identity)
+    study.set_user_attr("identity", identity)
+    for i, cell in enumerate(cells or []):
+        study.enqueue_trial(cell, user_attrs={"cell": i})
+    study.set_user_attr("ready", True)
+
+
+def _join(study: optuna.Study, identity: dict[str, Any], wait: float = 120.0) -> None:
+    """Wait until the study's creator has queued its cells, then check that we search the same thing."""
+    deadline, seen = time.monotonic() + wait, -1
+    while not study.user_attrs.get("ready"):
+        queued = len(study.get_trials(deepcopy=False))
+        if queued != seen:  # still being filled: wait longer
+            deadline, seen = time.monotonic() + wait, queued
+        if time.monotonic() > deadline:
+            raise GenreTorchError(
+                f"study {study.study_name} was created but never marked ready (its creator stopped while queuing "
+                f"the grid); delete it (optuna delete-study --study-name {study.study_name} --storage URL) "
+                "or pass another --study"
+            )
+        time.sleep(0.5)
+    if study.user_attrs.get("identity") != identity:
+        raise GenreTorchError(
+            f"study {study.study_name} exists with other fit options or another search space; "
+            "resume it with the same ones, or pass another --study"
+        )

@@ -1,0 +1,127 @@
+"""One search trial: `genre-torch fit` without its test, reporting validation accuracy to an Optuna trial."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl
+import yaml
+
+from genre_torch.cli import run_cli
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.tools.search_space import SearchSpace, option_args
+
+# a trial keeps no checkpoint (the best config is refitted with `genre-torch fit`), and N workers share one
+# terminal; these apply to trials only, never to the config written for the best trial
+TRIAL_ONLY = [
+    "--checkpoint.save_top_k", "0", "--checkpoint.save_last", "false",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+]  # fmt: skip
+
+
+class Surplus(Exception):
+    """A trial created past the end of the study (its queue emptied, or enough trials exist): not run."""
+
+
+class ReportToTrial(pl.Callback):
+    """Reports val/acc to the trial after every validation epoch, prunes, and keeps the best epoch's metrics.
+
+    The best epoch is the one the checkpoint callback keeps (its monitor and mode: val/loss by default),
+    so a trial's value is the validation accuracy that `genre-torch fit` reports for the same config.
+    """
+
+    def __init__(self, trial: optuna.Trial, prune: bool) -> None:
+        self.trial, self.prune, self.pruned = trial, prune, False
+        self.best: dict[str, float] = {}
+        self.best_monitor, self.epochs = math.nan, 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or "val/acc" not in metrics:
+            return
+        acc, epoch = float(metrics["val/acc"]), trainer.current_epoch
+        ckpt = trainer.checkpoint_callback
+        monitor, mode = (ckpt.monitor, ckpt.mode) if ckpt is not None and ckpt.monitor else ("val/acc", "max")
+        current = float(metrics.get(monitor, math.nan))
+        if math.isnan(current):  # as ModelCheckpoint: a NaN is the worst value
+            current = -math.inf if mode == "max" else math.inf
+        if not self.best or (current > self.best_monitor if mode == "max" else current < self.best_monitor):
+            self.best_monitor = current
+            self.best = {"val_acc": acc, "val_loss": float(metrics.get("val/loss", math.nan)), "best_epoch": epoch}
+        self.epochs = epoch + 1
+        self.trial.report(acc, step=epoch)
+        if self.prune and self.trial.should_prune():
+            self.pruned, trainer.should_stop = True, True
+
+
+def check_surplus(trial: optuna.Trial, trials: int | None) -> None:
+    """Raise Surplus for a grid trial that is not a queued cell, or a trial beyond the study's `trials`.
+
+    Trial numbers are given out atomically by the storage, so counting the live trials numbered below this
+    one decides, the same way in every worker, which trials are the study's first `trials`.
+    """
+    study = trial.study
+    if trials is None:  # a grid: only the queued cells (and their retries) run
+        if "cell" not in trial.user_attrs:
+            raise Surplus("the grid has no cell left")
+        return
+    live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    live += (optuna.trial.TrialState.WAITING,)
+    before = [t for t in study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
+    if len(before) >= trials:
+        raise Surplus(f"the study already has {trials} trials")
+
+
+def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, folder: Path, trials: int | None) -> float:
+    """Fit the trial's config with validation only (the test split never reaches a model); its best val/acc."""
+    check_surplus(trial, trials)
+    values = space.suggest(trial)
+    run_dir = folder / f"trial_{trial.number:05d}"
+    start = time.perf_counter()
+    folders = ["--runs_dir", str(run_dir), "--checkpoints_dir", str(run_dir)]
+    cli = run_cli([*fit_args, *option_args(values), *folders, *TRIAL_ONLY], run=False)
+    report = ReportToTrial(trial, prune=trials is not None)
+    cli.trainer.callbacks.append(report)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if not report.best:
+        raise GenreTorchError("a trial ran no validation epoch; check --trainer.limit_val_batches / max_epochs")
+    attrs = {**report.best, "epochs": report.epochs, "seed": cli.config["seed_everything"]}
+    attrs.update(seconds=round(time.perf_counter() - start, 3), worker=os.getpid())
+    logger = cli.trainer.logger
+    if logger is not None:  # the study in TensorBoard's HParams tab: this trial's options and final metrics
+        attrs["run"] = str(logger.log_dir)
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in values.items()}
+        metrics = {f"hp/{k}": attrs[k] for k in ("val_acc", "val_loss", "best_epoch", "epochs")}
+        logger.log_hyperparams({**hparams, "trial": trial.number}, {**metrics, "hp/pruned": int(report.pruned)})
+        logger.finalize("success")
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if report.pruned:
+        raise optuna.TrialPruned(f"pruned after epoch {report.epochs - 1}")
+    return report.best["val_acc"]
+
+
+def resolved_config(fit_args: list[str]) -> dict[str, Any]:
+    """The complete config of `genre-torch fit` with these arguments (LightningCLI's --print_config).
+
+    A bad option becomes a one-line GenreTorchError instead of jsonargparse's usage text.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_cli([*fit_args, "--print_config"], run=False)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+            raise GenreTorchError(f"fit options: {lines[-1][7:] if lines else err.getvalue().strip()}") from None
+    config = yaml.safe_load(out.getvalue())
+    if not isinstance(config, dict):
+        raise GenreTorchError(f"fit options {fit_args} did not resolve to a config")
+    return config
