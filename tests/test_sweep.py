@@ -1,28 +1,139 @@
-"""scripts/sweep.py --quick on synthetic data: every grid point logs hparams + final metrics; a summary prints."""
+"""genre-torch sweep: every grid cell exactly once across workers and across a killed worker; exclusive claims
+of queued cells on SQLite; the markdown summary; scripts/bench_search.py as a smoke run."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+optuna = pytest.importorskip("optuna")
+
+from genre_torch.cli import main  # noqa: E402
+from genre_torch.tools.search_summary import columns, markdown, summary_rows  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "music_genre.yaml")
+GRID = {
+    "seed_everything": {"choices": [0, 1]},
+    "model.arch_args.activation": {"choices": ["relu", "tanh"]},
+    "model.arch_args.hidden_dims": {"choices": [[8], [16], [8, 8]]},
+}
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+def test_columns_and_summary_tables() -> None:
+    varied = ["model.arch_args.activation", "model.arch_args.hidden_dims"]
+    assert columns({"model.arch_args.activation": "tanh", "model.arch_args.hidden_dims": [64, 64]}, varied) == {
+        "activation": "tanh", "depth": 2, "width": 64
+    }  # fmt: skip
+    results = [
+        ({"activation": "relu", "depth": 1, "seed": 0}, 0.50, 10),
+        ({"activation": "relu", "depth": 1, "seed": 1}, 0.52, 12),
+        ({"activation": "relu", "depth": 2, "seed": 0}, 0.60, 20),
+        ({"activation": "relu", "depth": 2, "seed": 1}, 0.56, 22),
+        ({"activation": "tanh", "depth": 1, "seed": 0}, 0.55, 30),
+        ({"activation": "tanh", "depth": 1, "seed": 1}, 0.55, 30),
+    ]
+    names, ranked = summary_rows(results)
+    assert names == ["activation", "depth"] and [g["accs"] for g in ranked][0] == [0.60, 0.56]
+    text = markdown(names, ranked)
+    assert "| activation=relu | relu | 2 | 58.00 ± 2.83 | 2 | 21 |" in text  # mean ± sample std over seeds
+    assert "| activation=tanh | tanh | 1 | 55.00 ± 0.00 | 2 | 30 |" in text
+    assert "| depth=1 | tanh | 1 | 55.00 ± 0.00 | 2 | 30 |" in text  # best depth-1 config: tanh, not relu
+    assert "median 1.41, max 2.83 points (activation=relu, depth=2)" in text
+
+
+CLAIM = """
+import sys, optuna
+from genre_torch.tools.search_storage import open_storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.load_study(study_name="claims", storage=open_storage(sys.argv[1], 60))
+while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+    study.optimize(lambda t: t.suggest_int("cell", 0, 10**6), n_trials=1)
+"""
 
 
 @pytest.mark.slow
-def test_quick_sweep_logs_hparams_and_prints_summary(data_env, tmp_path) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--quick", "--runs_dir", "runs"]
-    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| activation=") or line.startswith("| depth=")]
-    assert [r.split(" | ")[0] for r in rows] == ["| activation=relu", "| activation=tanh", "| depth=1", "| depth=2"]
-    val_acc = [float(r.split(" | ")[4]) for r in rows]
-    assert all(0 <= v <= 100 for v in val_acc)  # accuracies in %, not the monitored val/loss (about 1.4 here)
-    versions = sorted((tmp_path / "runs" / "sweep_music_genre").glob("version_*"))
-    assert len(versions) == 4
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
+    from genre_torch.tools.search_storage import open_storage, open_study
 
-    events = EventAccumulator(str(versions[0])).Reload()
-    assert "hp/val_acc" in events.Tags()["scalars"]  # the final metric the HParams dashboard shows
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(open_storage(url, 60), "claims", {}, [{"cell": i} for i in range(300)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen([sys.executable, "-c", CLAIM, url], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    errors = [w.communicate(timeout=300)[1].decode() for w in workers]
+    # a trial claimed twice ends with "Trial#N has already finished" in the slower claimant
+    assert all(w.returncode == 0 for w in workers), "\n".join(errors)[-3000:]
+    trials = optuna.load_study(study_name="claims", storage=url).trials
+    cells = [t.params["cell"] for t in trials if t.state == COMPLETE]
+    assert sorted(cells) == list(range(300))
+
+
+KILL_AT_CELL_2 = """
+import os, signal, sys, time
+import genre_torch.tools.search as search
+real = search.run_trial
+def run_trial(trial, **kwargs):
+    if trial.user_attrs.get("cell") == 2:  # the worker dies in the middle of cell 2, its heartbeat recorded
+        time.sleep(1.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(trial, **kwargs)
+search.run_trial = run_trial
+search.sweep(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_sweep_runs_every_cell_once_across_workers_and_a_killed_worker(data_env, tmp_path, capsys) -> None:
+    space = tmp_path / "grid.yaml"
+    space.write_text(json.dumps(GRID))
+    args = ["--config", CONFIG, "--space", str(space), "--heartbeat", "1", "--trainer.max_epochs", "4"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_CELL_2, *args], env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()[-3000:]
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    before = {t.user_attrs["cell"]: t.value for t in study.trials if t.state == COMPLETE}
+    assert sorted(before) == [0, 1]
+
+    main(["sweep", *args, "--workers", "2"])  # resumes: the dead worker's cell is failed and queued again
+    trials = study.trials
+    done = [t for t in trials if t.state == COMPLETE]
+    assert sorted(t.user_attrs["cell"] for t in done) == list(range(12))  # every cell exactly once
+    assert {t.user_attrs["cell"]: t.value for t in done if t.user_attrs["cell"] < 2} == before
+    assert [t.state for t in trials if t.user_attrs.get("cell") == 2][0] == optuna.trial.TrialState.FAIL
+    assert all(t.state == COMPLETE or t.user_attrs.get("cell") == 2 or t.user_attrs.get("surplus") for t in trials)
+    assert len({t.user_attrs["worker"] for t in done if t.user_attrs["cell"] >= 2}) == 2  # both workers took cells
+    out = capsys.readouterr().out
+    assert "12 of 12 cells finished" in out
+    rows = {line.split(" | ")[0][2:] for line in out.splitlines() if line.startswith("| ") and "=" in line[:20]}
+    assert rows == {"activation=relu", "activation=tanh", "depth=1", "depth=2", "width=8", "width=16"}
+    assert Path("runs/music_genre-grid/summary.md").read_text() == out[out.index("Sweep `") :]
+
+
+@pytest.mark.slow
+def test_bench_search_quick(data_env) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--quick", "--out_dir", "bench"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "## Search benchmark: genre-torch sweep" and "scripts/bench_search.py --quick" in lines[2]
+    rows = [line for line in lines if line.startswith("| subset") or line.startswith("| full grid")]
+    assert [r.split(" | ")[2:4] for r in rows] == [["1", "2"], ["2", "2"], ["2", "4"]]  # workers, trainings
+    assert "| GPU rows | not measured (no --gpu)" in out.stdout and "workers / 1 worker on the subset" in out.stdout
+    assert "4 of 4 cells finished" in out.stdout
+
+
+def test_bench_search_gpu_without_a_gpu_is_a_usage_error(data_env) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the --gpu rows run")
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--gpu"]
+    out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--gpu needs a CUDA GPU" in out.stderr and not out.stdout

@@ -1,29 +1,252 @@
-"""scripts/tune.py --quick on synthetic data: a study runs on validation only and writes a config that parses."""
+"""genre-torch tune: search spaces; a study on validation only whose best config `fit` reproduces; two worker
+processes on one storage without duplicate trials; a study whose worker is SIGKILLed resumes (SQLite and a real
+PostgreSQL server)."""
 
 from __future__ import annotations
 
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from genre_torch.cli import main
+optuna = pytest.importorskip("optuna")
+
+from genre_torch.cli import main, run_cli  # noqa: E402
+from genre_torch.core.errors import GenreTorchError  # noqa: E402
+from genre_torch.core.module import GenreClassifier  # noqa: E402
+from genre_torch.tools.search_space import SearchSpace, option_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "configs" / "music_genre.yaml")
+SPACE = {
+    "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+    "model.arch_args.hidden_dims": {"choices": [[8], [16, 8]]},
+}
+FAST = ["--trainer.max_epochs", "3", "--data.batch_size", "64"]
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def write_space(folder: Path, space: dict = SPACE) -> str:
+    path = folder / "space.yaml"
+    path.write_text(json.dumps(space))  # JSON is YAML
+    return str(path)
+
+
+def load(name: str, url: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url or f"sqlite:///runs/{name}/study.db")
+
+
+def test_space_kinds_labels_and_conditions() -> None:
+    space = SearchSpace(
+        {
+            "model.arch": {"choices": ["mlp", "plr_mlp"]},
+            "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+            "data.batch_size": {"low": 32, "high": 256, "step": 32},
+            "model.arch_args.hidden_dims": {"choices": [[8], [16, 8]]},
+            "model.arch_args.sigma": {"low": 0.01, "high": 1.0, "when": {"model.arch": "plr_mlp"}},
+            "model.arch_args.n_numeric": {"value": 11, "when": {"model.arch": ["plr_mlp"]}},
+        }
+    )
+    assert [p.kind for p in space.params] == ["categorical", "float", "int", "categorical", "float", "fixed"]
+    assert space.params[3].distribution.choices == ("[8]", "[16, 8]")  # Optuna stores the JSON text of a list
+    params = {
+        "model.arch": "plr_mlp",
+        "model.lr": 1e-3,
+        "data.batch_size": 64,
+        "model.arch_args.hidden_dims": "[16, 8]",
+    }
+    values = space.suggest(optuna.trial.FixedTrial({**params, "model.arch_args.sigma": 0.1}))
+    assert values["model.arch_args.hidden_dims"] == [16, 8] and values["model.arch_args.n_numeric"] == 11
+    plain = space.suggest(optuna.trial.FixedTrial({**params, "model.arch": "mlp"}))
+    assert "model.arch_args.sigma" not in plain and "model.arch_args.n_numeric" not in plain
+    assert option_args({"model.arch_args.hidden_dims": [16, 8], "model.arch": "mlp", "x.flag": True}) == [
+        "--model.arch_args.hidden_dims", "[16, 8]", "--model.arch", "mlp", "--x.flag", "true"
+    ]  # fmt: skip
+
+
+def test_grid_has_every_combination_of_applicable_choices() -> None:
+    space = SearchSpace(
+        {
+            "model.arch": {"choices": ["mlp", "plr_mlp"]},
+            "model.arch_args.d_embedding": {"choices": [8, 16], "when": {"model.arch": "plr_mlp"}},
+            "seed_everything": {"choices": [0, 1]},
+        }
+    )
+    cells = space.grid()
+    assert len(cells) == 2 + 4 and len({json.dumps(c, sort_keys=True) for c in cells}) == 6
+    assert {"model.arch": "mlp", "seed_everything": 1} in cells
+    with pytest.raises(GenreTorchError, match="ranges"):
+        SearchSpace({"model.lr": {"low": 0.1, "high": 1.0}}).grid()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([1, 2], "expected a mapping"),
+        ({"model.lr": {"low": "1e-3", "high": 0.1}}, "must be numbers"),
+        ({"model.lr": {"low": 0.1, "high": 0.01}}, "is above high"),
+        ({"model.lr": {"low": 0.0, "high": 0.1, "log": True}}, "model.lr"),
+        ({"model.arch": {"choices": []}}, "non-empty list"),
+        ({"model.arch": {"choices": ["mlp"], "bogus": 1}}, "expected a mapping"),
+        ({"model.lr": {"low": 0.1, "high": 1.0, "when": {"model.arch": "mlp"}}}, "must name entries above"),
+        ({"model.arch": {"type": "ordinal", "choices": [1]}}, "unknown type"),
+    ],
+)
+def test_bad_space_is_a_one_line_error(raw: object, message: str) -> None:
+    with pytest.raises(GenreTorchError, match=message) as info:
+        SearchSpace(raw, "space.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_bad_tune_input_is_exit_2_with_one_line(data_env, tmp_path, capsys) -> None:
+    space = write_space(tmp_path)
+    cases = [
+        (["--config", CONFIG], "--space"),
+        (["--config", CONFIG, "--space", str(tmp_path / "none.yaml")], "does not exist"),
+        (["--config", CONFIG, "--space", space, "--model.nope", "1"], "fit options: "),
+        (["--config", CONFIG, "--space", space, "--model.lr", "0.1"], "both fixed on the command line and searched"),
+        (["--config", CONFIG, "--space", space, "--storage", "nonsense"], "not a database URL"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as info:
+            main(["tune", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not Path("runs").exists() or not list(Path("runs").rglob("trial_*"))  # nothing ran
+
+
+def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, tmp_path, monkeypatch, capsys) -> None:
+    with monkeypatch.context() as patch:  # a test step during the search would fail the trial
+        patch.setattr(GenreClassifier, "test_step", lambda *a: pytest.fail("the test split reached a model"))
+        main(["tune", "--config", CONFIG, "--space", write_space(tmp_path), "--trials", "3", *FAST])
+    study = load("music_genre-space")
+    assert len(study.get_trials(states=FINISHED)) == 3
+    best = Path("runs/music_genre-space/best.yaml")  # next to the runs; nothing written in configs/
+    assert f"config written to {best.resolve()}" in capsys.readouterr().out
+
+    cli = run_cli(["fit", "--config", str(best)])  # retrains the best trial's config, then tests it once
+    assert cli.final_metrics["val/acc"] == pytest.approx(study.best_value, abs=1e-6)
+    params = study.best_params
+    assert cli.config.fit.model.lr == params["model.lr"]
+    assert cli.config.fit.model.arch_args["hidden_dims"] == json.loads(params["model.arch_args.hidden_dims"])
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for trial in study.trials:  # every trial is a run with its options and final metrics (HParams tab)
+        events = EventAccumulator(trial.user_attrs["run"]).Reload()
+        assert "hp/val_acc" in events.Tags()["scalars"]
+        assert events.Scalars("hp/val_acc")[-1].value == pytest.approx(trial.user_attrs["val_acc"])
+
+
+def _unavailable(reason: str) -> None:
+    """Skip outside CI; under CI=true the PostgreSQL tests must run, so fail instead."""
+    (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    """A throw-away PostgreSQL server (initdb + pg_ctl, as the postgres user when root) on a free local port."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name.split(".")[0]))
+    bins += [str(Path(p).parent) for p in [shutil.which("initdb")] if p]
+    if not bins or not Path(bins[-1], "pg_ctl").exists():
+        _unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg (the [tune] extra) is needed for postgresql:// storage")
+    initdb, pg_ctl = str(Path(bins[-1], "initdb")), str(Path(bins[-1], "pg_ctl"))
+    folder = Path(tempfile.mkdtemp(prefix="genre_torch_pg_"))  # under /tmp: reachable by the postgres user
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root without a postgres user to start PostgreSQL as")
+        if not shutil.which("runuser"):
+            _unavailable("running as root without runuser to start PostgreSQL as the postgres user")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, options = folder / "data", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    steps = [
+        [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        [pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "-t", "60", "start"],
+    ]
+    for step in steps:
+        done = subprocess.run([*as_postgres, *step], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            _unavailable(f"could not start PostgreSQL ({Path(step[0]).name}): {(done.stderr or done.stdout)[-500:]}")
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def storage_args(backend: str, request: pytest.FixtureRequest) -> tuple[list[str], str | None]:
+    if backend == "sqlite":
+        return [], None
+    url = request.getfixturevalue("postgres_url")
+    return ["--storage", url], url
 
 
 @pytest.mark.slow
-def test_quick_study_writes_a_usable_config(data_env, tmp_path, capsys) -> None:
-    pytest.importorskip("optuna")
-    out = tmp_path / "tuned.yaml"
-    cmd = [sys.executable, str(ROOT / "scripts" / "tune.py"), "--quick", "--features", "audio+meta", "--out", str(out)]
-    env = {"GENRE_TORCH_DATA_DIR": str(data_env), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
-    assert "best validation accuracy" in done.stdout
-    config = yaml.safe_load(out.read_text())
-    assert config["model"]["backbone"]["class_path"].endswith("PLRMLP") and config["data"]["features"] == "audio+meta"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(out), "--print_config"])
-    assert exit_info.value.code in (0, None) and "PLRMLP" in capsys.readouterr().out
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_run_one_study_without_duplicates(data_env, tmp_path, backend, request) -> None:
+    extra, url = storage_args(backend, request)
+    name = f"two_workers_{backend}"
+    main(["tune", "--config", CONFIG, "--space", write_space(tmp_path), "--study", name, "--trials", "8",
+          "--workers", "2", *extra, *FAST])  # fmt: skip
+    trials = load(name, url).trials
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 8  # the study's 8, not 8 per worker
+    assert all(t.state in FINISHED or t.user_attrs.get("surplus") for t in trials)
+    assert len({t.user_attrs["run"] for t in finished}) == 8  # each trial trained once, in its own run
+    assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 8  # no configuration twice
+    assert len({t.user_attrs["worker"] for t in finished}) == 2  # both processes took trials
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) -> None:
+    extra, url = storage_args(backend, request)
+    name = f"killed_{backend}"
+    args = ["tune", "--config", CONFIG, "--space", write_space(tmp_path), "--study", name, "--trials", "4",
+            "--heartbeat", "1", "--trainer.max_epochs", "40", "--early_stopping.patience", "100",
+            "--data.batch_size", "32", *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "genre_torch.cli", *args], env=env, stdout=log, stderr=log)
+    deadline, killed = time.monotonic() + 300, None
+    try:
+        while killed is None and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = load(name, url).trials
+            except Exception:  # the study is not created yet
+                continue
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+            if any(t.state in FINISHED for t in trials) and running and running[0].params:
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = running[0]
+    finally:
+        worker.kill()
+        worker.wait()
+    assert killed is not None, (tmp_path / "worker.log").read_text()[-3000:]
+    before = {t.number: t.value for t in load(name, url).trials if t.state in FINISHED}
+
+    main(args)  # the same command again: resumes
+    trials = load(name, url).trials
+    assert {t.number: t.value for t in trials if t.number in before} == before  # finished trials kept
+    assert trials[killed.number].state == optuna.trial.TrialState.FAIL  # no heartbeat: marked failed...
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retry) == 1 and retry[0].state in FINISHED and retry[0].params == killed.params  # ...and retried
+    assert len([t for t in trials if t.state in FINISHED]) == 4

@@ -125,16 +125,20 @@ def work(job: Job) -> None:
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=sampler, pruner=pruner)
     space = SearchSpace(job.space)
     objective = partial(run_trial, fit_args=job.fit_args, space=space, folder=Path(job.folder), trials=job.trials)
-    start = time.monotonic()
+    start, waiting = time.monotonic(), False
     while job.timeout is None or time.monotonic() - start < job.timeout:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and queued again
         count = Counter(t.state for t in study.get_trials(deepcopy=False))
         finished = count[State.COMPLETE] + count[State.PRUNED]
         started = finished + count[State.RUNNING] + count[State.WAITING]
         if count[State.WAITING] or (job.trials is not None and started < job.trials):
+            waiting = False
             study.optimize(objective, n_trials=1, catch=(Surplus,), gc_after_trial=True)
-        elif count[State.RUNNING]:
-            time.sleep(min(job.heartbeat, 2))  # another worker's trial: it finishes, or goes stale and is retried
+        elif count[State.RUNNING]:  # another worker's trials: they finish, or go stale and are queued again
+            if not waiting:
+                print(f"waiting for {count[State.RUNNING]} running trial(s) of other workers", file=sys.stderr)
+            waiting = True
+            time.sleep(min(job.heartbeat, 2))
         else:
             return
 

@@ -53,6 +53,8 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     }
     shown = parsed.render_as_string(hide_password=True)
     try:
+        if parsed.drivername == "postgresql":  # psycopg 3 (the [tune] extra) whatever SQLAlchemy's default
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         if parsed.get_backend_name() != "sqlite":
             return optuna.storages.RDBStorage(url, **kwargs)
         path = Path(parsed.database or "")

@@ -67,16 +67,17 @@ def check_surplus(trial: optuna.Trial, trials: int | None) -> None:
     Trial numbers are given out atomically by the storage, so counting the live trials numbered below this
     one decides, the same way in every worker, which trials are the study's first `trials`.
     """
-    study = trial.study
+    study, reason = trial.study, None
     if trials is None:  # a grid: only the queued cells (and their retries) run
-        if "cell" not in trial.user_attrs:
-            raise Surplus("the grid has no cell left")
-        return
-    live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    live += (optuna.trial.TrialState.WAITING,)
-    before = [t for t in study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
-    if len(before) >= trials:
-        raise Surplus(f"the study already has {trials} trials")
+        reason = None if "cell" in trial.user_attrs else "the grid has no cell left"
+    else:
+        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+        live += (optuna.trial.TrialState.WAITING,)
+        before = [t for t in study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
+        reason = f"the study already has {trials} trials" if len(before) >= trials else None
+    if reason:
+        trial.set_user_attr("surplus", True)
+        raise Surplus(reason)
 
 
 def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, folder: Path, trials: int | None) -> float:

@@ -1,0 +1,125 @@
+"""Benchmark of `genre-torch sweep`: the seeds' study on N workers, and N workers / 1 worker throughput.
+
+python scripts/bench_search.py [--config configs/music_genre.yaml] [--space configs/spaces/seeds_study.yaml]
+    [--workers 2] [--subset 21] [--out_dir DIR] [--gpu] [--gpu_workers 1 2 4 8] [--quick]
+    [any --trainer.* --model.* --data.* fit option, fixed for every training]
+
+In one run, side by side: the subset (the first --subset cells of the grid; in seeds_study.yaml seed 0, relu,
+every depth and width) with 1 worker and with --workers, then the whole grid with --workers (every cell
+trained to early stop), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
+subset on the GPU with each of --gpu_workers processes (trainings/hour, mean GPU utilisation read from NVML).
+Prints markdown with its command and date, then the sweep's summary. --quick: a seconds-long smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep(name: str, workers: int, limit: int | None, args: argparse.Namespace, extra: list[str]) -> dict:
+    """Run one fresh `genre-torch sweep` as a subprocess; its wall time and finished cells."""
+    runs = args.out_dir / "runs"
+    cmd = [sys.executable, "-m", "genre_torch.cli", "sweep", "--config", args.config, "--space", args.space]
+    cmd += ["--study", name, "--workers", str(workers), *(["--limit", str(limit)] if limit else [])]
+    cmd += ["--runs_dir", str(runs), *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    with open(args.out_dir / f"{name}.log", "w") as log:
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"bench_search: {shlex.join(cmd)} failed (exit {done.returncode}); see {log.name}")
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs / name / 'study.db'}")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    cells = len({t.user_attrs["cell"] for t in done if "cell" in t.user_attrs})
+    summary = (runs / name / "summary.md").read_text()
+    return {"name": name, "workers": workers, "cells": cells, "wall": wall, "summary": summary}
+
+
+def gpu_utilisation(stop: threading.Event, samples: list[float]) -> None:
+    """Sample the GPU's utilisation (%) every half second until stopped (NVML through torch)."""
+    import torch
+
+    while not stop.wait(0.5):
+        try:
+            samples.append(float(torch.cuda.utilization()))
+        except Exception:  # no NVML binding (nvidia-ml-py): no samples
+            return
+
+
+def row(label: str, device: str, r: dict, util: str = "") -> str:
+    rate = 3600 * r["cells"] / r["wall"]
+    return f"| {label} | {device} | {r['workers']} | {r['cells']} | {r['wall']:.1f} | {rate:.0f} | {util} |"
+
+
+def main() -> None:
+    """Run the benchmark and print the markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "music_genre.yaml"))
+    parser.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "seeds_study.yaml"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subset", type=int, default=21, help="cells of the throughput comparison")
+    parser.add_argument("--out_dir", type=Path, default=None, help="a new or empty folder (default: a temporary one)")
+    parser.add_argument("--gpu", action="store_true", help="add the subset on the GPU with --gpu_workers processes")
+    parser.add_argument("--gpu_workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--quick", action="store_true", help="2-cell subset, 4-cell grid, 1 epoch (a smoke test)")
+    args, extra = parser.parse_known_args()
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--gpu needs a CUDA GPU and none is available (the CPU rows run without --gpu)")
+    if args.out_dir is not None and args.out_dir.exists() and any(args.out_dir.iterdir()):
+        parser.error(f"--out_dir {args.out_dir} is not empty: a benchmark needs fresh studies")
+    args.out_dir = (args.out_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))).resolve()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    full_limit = None
+    if args.quick:
+        args.subset, full_limit, extra = 2, 4, ["--trainer.max_epochs", "1", *extra]
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    one = sweep("subset_1", 1, args.subset, args, extra)
+    many = sweep(f"subset_{args.workers}", args.workers, args.subset, args, extra)
+    full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra)
+    gpu_rows = []
+    for n in args.gpu_workers if args.gpu else []:
+        stop, samples = threading.Event(), []
+        sampler = threading.Thread(target=gpu_utilisation, args=(stop, samples), daemon=True)
+        sampler.start()
+        r = sweep(f"gpu_subset_{n}", n, args.subset, args, ["--trainer.accelerator", "gpu", *extra])
+        stop.set()
+        sampler.join()
+        util = f"{sum(samples) / len(samples):.0f}" if samples else "n/a (no NVML)"
+        gpu_rows.append(row(f"subset (first {args.subset} cells)", "gpu", r, util))
+
+    print("## Search benchmark: genre-torch sweep\n")
+    print(f"`{shlex.join(['python', 'scripts/bench_search.py', *sys.argv[1:]])}`, {date}, on {platform.node()}: "
+          f"{os.cpu_count()} CPU cores; studies and logs in {args.out_dir}\n")  # fmt: skip
+    print("| run | device | workers | trainings | wall s | trainings/hour | GPU util % |")
+    print("|---|---|---|---|---|---|---|")
+    print(row(f"subset (first {args.subset} cells)", "cpu", one))
+    print(row(f"subset (first {args.subset} cells)", "cpu", many))
+    print(row(f"full grid ({full['cells']} cells)", "cpu", full))
+    print("\n".join(gpu_rows) if gpu_rows else "| GPU rows | not measured (no --gpu) | | | | | |")
+    ratio = (many["cells"] / many["wall"]) / (one["cells"] / one["wall"])
+    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x; the full grid took "
+          f"{full['wall'] / 60:.1f} min with {args.workers} workers.\n")  # fmt: skip
+    print(full["summary"], end="")
+
+
+if __name__ == "__main__":
+    main()
