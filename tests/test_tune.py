@@ -115,6 +115,7 @@ def test_bad_tune_input_is_exit_2_with_one_line(data_env, tmp_path, capsys) -> N
         (["--config", CONFIG, "--space", str(tmp_path / "none.yaml")], "does not exist"),
         (["--config", CONFIG, "--space", space, "--model.nope", "1"], "fit options: "),
         (["--config", CONFIG, "--space", space, "--model.lr", "0.1"], "both fixed on the command line and searched"),
+        (["--config", CONFIG, "--space", space, "--trials", "0"], "--trials must be at least 1"),
         (["--config", CONFIG, "--space", space, "--storage", "nonsense"], "not a database URL"),
         (["--config", CONFIG, "--space", space, "--timeout", "0"], "has no completed trial yet"),  # creates it
         (["--config", CONFIG, "--space", space, "--data.batch_size", "32"], "exists with other fit options"),

@@ -80,8 +80,12 @@ def parse(argv: list[str], grid: bool) -> tuple[Any, list[str]]:
         parser.add_argument("--trials", type=int, default=30, help="trials in the whole study (all workers)")
         parser.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
     args, fit_args = parser.parse_known_args(argv)
-    if args.workers < 1 or args.heartbeat < 1 or (getattr(args, "trials", 1) or 1) < 1:
-        parser.error("--workers, --heartbeat and --trials must be at least 1")
+    counts = {"workers": args.workers, "heartbeat": args.heartbeat, "trials": getattr(args, "trials", 1)}
+    if getattr(args, "limit", None) is not None:
+        counts["limit"] = args.limit
+    for option, value in counts.items():
+        if value < 1:
+            parser.error(f"--{option} must be at least 1, got {value}")
     if fit_args and fit_args[0] in ("fit", "validate", "test"):
         parser.error(f"put fit options after `{name}` without a subcommand (drop `{fit_args[0]}`)")
     return args, fit_args
