@@ -37,7 +37,7 @@ def sweep(name: str, workers: int, limit: int | None, args: argparse.Namespace, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     with open(args.out_dir / f"{name}.log", "w") as log:
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"bench_search: {shlex.join(cmd)} failed (exit {done.returncode}); see {log.name}")
