@@ -20,15 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
 GRID = {
     "seed_everything": {"choices": [0, 1]},
-    "model.arch_args.activation": {"choices": ["relu", "tanh"]},
-    "model.arch_args.hidden_dims": {"choices": [[8], [16], [8, 8]]},
+    "model.backbone.activation": {"choices": ["relu", "tanh"]},
+    "model.backbone.hidden_dims": {"choices": [[8], [16], [8, 8]]},
 }
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
 def test_columns_and_summary_tables() -> None:
-    varied = ["model.arch_args.activation", "model.arch_args.hidden_dims"]
-    assert columns({"model.arch_args.activation": "tanh", "model.arch_args.hidden_dims": [64, 64]}, varied) == {
+    varied = ["model.backbone.activation", "model.backbone.hidden_dims"]
+    assert columns({"model.backbone.activation": "tanh", "model.backbone.hidden_dims": [64, 64]}, varied) == {
         "activation": "tanh", "depth": 2, "width": 64
     }  # fmt: skip
     results = [

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
 SPACE = {
     "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-    "model.arch_args.hidden_dims": {"choices": [[8], [16, 8]]},
+    "model.backbone.hidden_dims": {"choices": [[8], [16, 8]]},
 }
 FAST = ["--trainer.max_epochs", "3", "--data.batch_size", "64"]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -49,42 +49,42 @@ def load(name: str, url: str | None = None) -> optuna.Study:
 def test_space_kinds_labels_and_conditions() -> None:
     space = SearchSpace(
         {
-            "model.arch": {"choices": ["mlp", "plr_mlp"]},
+            "model.backbone": {"choices": ["MLP", "PLRMLP"]},
             "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
             "data.batch_size": {"low": 32, "high": 256, "step": 32},
-            "model.arch_args.hidden_dims": {"choices": [[8], [16, 8]]},
-            "model.arch_args.sigma": {"low": 0.01, "high": 1.0, "when": {"model.arch": "plr_mlp"}},
-            "model.arch_args.n_numeric": {"value": 11, "when": {"model.arch": ["plr_mlp"]}},
+            "model.backbone.hidden_dims": {"choices": [[8], [16, 8]]},
+            "model.backbone.sigma": {"low": 0.01, "high": 1.0, "when": {"model.backbone": "PLRMLP"}},
+            "model.backbone.d_embedding": {"value": 16, "when": {"model.backbone": ["PLRMLP"]}},
         }
     )
     assert [p.kind for p in space.params] == ["categorical", "float", "int", "categorical", "float", "fixed"]
     assert space.params[3].distribution.choices == ("[8]", "[16, 8]")  # Optuna stores the JSON text of a list
     params = {
-        "model.arch": "plr_mlp",
+        "model.backbone": "PLRMLP",
         "model.lr": 1e-3,
         "data.batch_size": 64,
-        "model.arch_args.hidden_dims": "[16, 8]",
+        "model.backbone.hidden_dims": "[16, 8]",
     }
-    values = space.suggest(optuna.trial.FixedTrial({**params, "model.arch_args.sigma": 0.1}))
-    assert values["model.arch_args.hidden_dims"] == [16, 8] and values["model.arch_args.n_numeric"] == 11
-    plain = space.suggest(optuna.trial.FixedTrial({**params, "model.arch": "mlp"}))
-    assert "model.arch_args.sigma" not in plain and "model.arch_args.n_numeric" not in plain
-    assert option_args({"model.arch_args.hidden_dims": [16, 8], "model.arch": "mlp", "x.flag": True}) == [
-        "--model.arch_args.hidden_dims", "[16, 8]", "--model.arch", "mlp", "--x.flag", "true"
+    values = space.suggest(optuna.trial.FixedTrial({**params, "model.backbone.sigma": 0.1}))
+    assert values["model.backbone.hidden_dims"] == [16, 8] and values["model.backbone.d_embedding"] == 16
+    plain = space.suggest(optuna.trial.FixedTrial({**params, "model.backbone": "MLP"}))
+    assert "model.backbone.sigma" not in plain and "model.backbone.d_embedding" not in plain
+    assert option_args({"model.backbone": "MLP", "model.backbone.hidden_dims": [16, 8], "x.flag": True}) == [
+        "--model.backbone", "MLP", "--model.backbone.hidden_dims", "[16, 8]", "--x.flag", "true"
     ]  # fmt: skip
 
 
 def test_grid_has_every_combination_of_applicable_choices() -> None:
     space = SearchSpace(
         {
-            "model.arch": {"choices": ["mlp", "plr_mlp"]},
-            "model.arch_args.d_embedding": {"choices": [8, 16], "when": {"model.arch": "plr_mlp"}},
+            "model.backbone": {"choices": ["MLP", "PLRMLP"]},
+            "model.backbone.d_embedding": {"choices": [8, 16], "when": {"model.backbone": "PLRMLP"}},
             "seed_everything": {"choices": [0, 1]},
         }
     )
     cells = space.grid()
     assert len(cells) == 2 + 4 and len({json.dumps(c, sort_keys=True) for c in cells}) == 6
-    assert {"model.arch": "mlp", "seed_everything": 1} in cells
+    assert {"model.backbone": "MLP", "seed_everything": 1} in cells
     with pytest.raises(GenreTorchError, match="ranges"):
         SearchSpace({"model.lr": {"low": 0.1, "high": 1.0}}).grid()
 
@@ -142,7 +142,7 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
     assert cli.final_metrics["val/acc"] == pytest.approx(study.best_value, abs=1e-6)
     params = study.best_params
     assert cli.config.fit.model.lr == params["model.lr"]
-    assert cli.config.fit.model.arch_args["hidden_dims"] == json.loads(params["model.arch_args.hidden_dims"])
+    assert cli.config.fit.model.backbone.init_args.hidden_dims == json.loads(params["model.backbone.hidden_dims"])
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -1,14 +1,14 @@
 """Search spaces: a YAML file of distributions over dotted `genre-torch fit` options, sampled by Optuna.
 
 Each key is an option of `genre-torch fit` as on its command line without the dashes (model.lr,
-data.batch_size, model.arch_args.hidden_dims, seed_everything, ...); each value says how it varies:
+data.batch_size, model.backbone.hidden_dims, seed_everything, ...); each value says how it varies:
 
     model.lr: {low: 2.0e-4, high: 3.0e-3, log: true}     # float: low/high with a decimal point (or type: float)
     data.batch_size: {low: 256, high: 2048, step: 256}    # int: integer low/high (step, log optional)
     model.arch: {choices: [mlp, plr_mlp]}                 # categorical; a grid (sweep) takes every choice
-    model.arch_args.hidden_dims: {choices: [[128, 128], [256, 256, 256]]}   # lists and dicts too
-    model.arch_args.sigma: {low: 0.005, high: 1.0, log: true, when: {model.arch: plr_mlp}}
-    model.arch_args.n_numeric: {value: 11, when: {model.arch: plr_mlp}}     # fixed (here: only for plr_mlp)
+    model.backbone.hidden_dims: {choices: [[128, 128], [256, 256, 256]]}   # lists and dicts too
+    model.backbone.sigma: {low: 0.005, high: 1.0, log: true, when: {model.arch: plr_mlp}}
+    model.backbone.n_numeric: {value: 11, when: {model.arch: plr_mlp}}     # fixed (here: only for plr_mlp)
 
 `when` makes an entry conditional on earlier entries (a value, or a list of accepted values). Optuna's
 categorical choices must be None, bool, int, float or str, so a list or dict choice is stored in the study
@@ -188,7 +188,7 @@ class SearchSpace:
 
 
 def option_args(values: dict[str, Any]) -> list[str]:
-    """Command-line arguments of option values: ["--model.lr", "0.001", "--model.arch_args.hidden_dims", "[8, 8]"]."""
+    """Command-line arguments of option values: ["--model.lr", "0.001", "--model.backbone.hidden_dims", "[8, 8]"]."""
     return list(
         itertools.chain.from_iterable((f"--{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in values.items())
     )

@@ -118,6 +118,8 @@ def resolved_config(fit_args: list[str]) -> dict[str, Any]:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             run_cli([*fit_args, "--print_config"], run=False)
+    except GenreTorchError as e:  # GenreCLI's parser reports errors as one line
+        raise GenreTorchError(f"fit options: {e}") from None
     except SystemExit as e:
         if e.code not in (0, None):
             lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
