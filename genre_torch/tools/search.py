@@ -21,7 +21,6 @@ validation metrics (HParams tab): `tensorboard --logdir <runs_dir>/<study>`; the
 from __future__ import annotations
 
 import dataclasses
-import logging
 import multiprocessing
 import multiprocessing.connection
 import sys
@@ -117,10 +116,7 @@ def search(argv: list[str], grid: bool) -> None:
 
 def work(job: Job) -> None:
     """A worker: claim and run trials until the study has its trials (or grid cells) finished or time is up."""
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # trials are built from args
     sampler = optuna.samplers.TPESampler(constant_liar=True)  # workers running together avoid the same point
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
     if job.trials is None:
@@ -149,6 +145,9 @@ def work(job: Job) -> None:
 
 def _work_process(job: Job) -> None:
     """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2."""
+    from genre_torch.cli import quiet_console
+
+    quiet_console()  # as `genre-torch` itself: one-line warnings, no Lightning banners
     try:
         work(job)
     except GenreTorchError as e:
