@@ -78,13 +78,14 @@ def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
 KILL_AT_CELL_2 = """
 import os, signal, sys, time
 import genre_torch.tools.search as search
-real = search.run_trial
+import genre_torch.tools.search_trial as search_trial
+real = search_trial.run_trial
 def run_trial(trial, **kwargs):
     if trial.user_attrs.get("cell") == 2:  # the worker dies in the middle of cell 2, its heartbeat recorded
         time.sleep(1.5)
         os.kill(os.getpid(), signal.SIGKILL)
     return real(trial, **kwargs)
-search.run_trial = run_trial
+search_trial.run_trial = run_trial
 search.sweep(sys.argv[1:])
 """
 

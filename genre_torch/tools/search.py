@@ -44,7 +44,6 @@ from genre_torch.tools.common import ArgumentParser, atomic_path
 from genre_torch.tools.search_space import SearchSpace, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
 from genre_torch.tools.search_summary import summary
-from genre_torch.tools.search_trial import Surplus, resolved_config, run_trial
 
 State = optuna.trial.TrialState
 
@@ -100,7 +99,9 @@ def search(argv: list[str], grid: bool) -> None:
     if searched:
         raise GenreTorchError(f"{searched} are both fixed on the command line and searched in {args.space}")
     sample = space.options(cells[0]) if cells else space.first()
-    config = resolved_config([*fit_args, *option_args(sample)])  # bad options fail here, before any worker
+    from genre_torch.tools import search_trial  # the trial code, imported once the usage is checked
+
+    config = search_trial.resolved_config([*fit_args, *option_args(sample)])  # bad options fail before any worker
     study_name = args.study or "-".join([*_config_names(fit_args), Path(args.space).stem])
     folder = Path(config.get("runs_dir") or "runs").resolve() / study_name
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
@@ -124,7 +125,11 @@ def work(job: Job) -> None:
     storage = open_storage(job.storage, job.heartbeat)
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=sampler, pruner=pruner)
     space = SearchSpace(job.space)
-    objective = partial(run_trial, fit_args=job.fit_args, space=space, folder=Path(job.folder), trials=job.trials)
+    from genre_torch.tools import search_trial
+
+    objective = partial(
+        search_trial.run_trial, fit_args=job.fit_args, space=space, folder=Path(job.folder), trials=job.trials
+    )
     start, waiting = time.monotonic(), False
     while job.timeout is None or time.monotonic() - start < job.timeout:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and queued again
@@ -133,7 +138,7 @@ def work(job: Job) -> None:
         started = finished + count[State.RUNNING] + count[State.WAITING]
         if count[State.WAITING] or (job.trials is not None and started < job.trials):
             waiting = False
-            study.optimize(objective, n_trials=1, catch=(Surplus,), gc_after_trial=True)
+            study.optimize(objective, n_trials=1, catch=(search_trial.Surplus,), gc_after_trial=True)
         elif count[State.RUNNING]:  # another worker's trials: they finish, or go stale and are queued again
             if not waiting:
                 print(f"waiting for {count[State.RUNNING]} running trial(s) of other workers", file=sys.stderr)
@@ -184,6 +189,8 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
     if not done:
         raise GenreTorchError(f"study {job.study} has no completed trial yet (raise --timeout or --trials)")
     best = max(done, key=lambda t: (t.value, -t.number))
+    from genre_torch.tools.search_trial import resolved_config
+
     config = resolved_config([*job.fit_args, *option_args(space.options(best.params))])
     config["seed_everything"] = best.user_attrs.get("seed", config.get("seed_everything"))
     target = out or Path(job.folder) / "best.yaml"
