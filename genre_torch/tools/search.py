@@ -40,7 +40,7 @@ except ImportError:  # the extra is optional; say how to get it
 import yaml
 
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.tools.common import ArgumentParser, atomic_path
+from genre_torch.tools.parsers import ArgumentParser
 from genre_torch.tools.search_space import SearchSpace, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
 from genre_torch.tools.search_summary import summary
@@ -193,6 +193,8 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
 
     config = resolved_config([*job.fit_args, *option_args(space.options(best.params))])
     config["seed_everything"] = best.user_attrs.get("seed", config.get("seed_everything"))
+    from genre_torch.core.checkpoint_io import atomic_path
+
     target = out or Path(job.folder) / "best.yaml"
     header = f"# genre-torch tune: study {job.study}, best of {len(done)} completed trials: trial {best.number}, "
     header += f"validation accuracy {best.value:.4f}\n# genre-torch fit --config {target}\n"
@@ -203,6 +205,8 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
 
 def report_grid(study: optuna.Study, space: SearchSpace, out: Path) -> None:
     """Print the sweep's markdown summary and write it to `out`."""
+    from genre_torch.core.checkpoint_io import atomic_path
+
     text = summary(study, space)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
