@@ -13,18 +13,17 @@ class EpochLine(pl.Callback):
     """Prints `epoch 3/200  train/loss 1.234 ... (0.8 s)` after each training epoch, on rank 0."""
 
     def __init__(self) -> None:
-        self.start = 0.0
+        self.start: float | None = None  # set when this process starts an epoch (a resumed run starts later)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch > 0:
-            self._print(trainer, trainer.current_epoch - 1)  # train/* are logged after the callbacks' epoch end
+        self._print(trainer, trainer.current_epoch - 1)  # train/* are logged after the callbacks' epoch end
         self.start = time.perf_counter()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._print(trainer, trainer.current_epoch - 1)
 
     def _print(self, trainer: pl.Trainer, epoch: int) -> None:
-        if not trainer.is_global_zero or epoch < 0:
+        if not trainer.is_global_zero or self.start is None:
             return
         metrics = trainer.callback_metrics
         values = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in SHOWN if k in metrics)
