@@ -72,7 +72,7 @@ class GenreCLI(LightningCLI):
         parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                "checkpoint.save_last": True,  # last.ckpt: the state after the newest epoch (to resume from)
+                "checkpoint.save_last": True,  # last.ckpt: a copy of the newest checkpoint written (to resume from)
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
                 # epoch-level metrics; a module's self.log(on_step=True) gets one point per optimiser step
@@ -93,7 +93,7 @@ class GenreCLI(LightningCLI):
             help="torch.set_float32_matmul_precision: highest (default), high or medium (TF32 matmuls on a GPU).",
         )
         parser.add_argument(
-            "--test_after_fit", type=bool, default=True, help="Test the best checkpoint once after fit."
+            "--test_after_fit", type=bool, default=True, help="Test the final model once after fit."
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
