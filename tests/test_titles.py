@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,3 +109,8 @@ def test_fit_and_predict_raw_rows_with_titles(data_env, capsys, tmp_path) -> Non
     rows.to_csv(tmp_path / "rows.csv", index=False)
     main(["predict", "--ckpt_path", best, "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "p.csv")])
     assert float(re.search(r"^accuracy: ([0-9.]+)", capsys.readouterr().out, re.M).group(1)) == pytest.approx(acc)
+    main(["importance", "--ckpt_path", best, "--repeats", "1"])  # the title column is permuted like the others
+    assert (
+        "track_name"
+        in pd.read_csv(next(Path("runs").glob("spotify_tracks/importance/*/importance.csv")))["column"].values
+    )
