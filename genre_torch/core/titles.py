@@ -88,21 +88,24 @@ class TextEncoder:
     ) -> TextEncoder:
         """Count genres per token over training rows (labels: class indices; songs: song id per row, default own)."""
         docs, vocabulary = self.documents(values)
-        return self._fit_docs(docs, vocabulary, np.asarray(labels), num_classes, _songs(songs, len(values)))
+        self._fit_docs(
+            docs, np.asarray(vocabulary, dtype=object), np.asarray(labels), num_classes, _songs(songs, len(values))
+        )
+        return self
 
     def _fit_docs(
-        self, docs: sparse.csr_matrix, vocabulary: list[str], labels: np.ndarray, num_classes: int, songs: np.ndarray
-    ) -> TextEncoder:
+        self, docs: sparse.csr_matrix, vocabulary: np.ndarray, labels: np.ndarray, num_classes: int, songs: np.ndarray
+    ) -> np.ndarray:
+        """Fit on a document matrix over `vocabulary`; returns which of its tokens were kept (in their order)."""
         self.num_classes = num_classes
         counts, keep = self._counts(docs, labels, songs)
-        index = np.full(len(vocabulary), -1)
-        index[keep] = np.arange(int(keep.sum()))
+        index = np.cumsum(keep) - 1  # a kept token's position among the kept ones
         mask = keep[counts.row] & (counts.data > 0)
-        self.keys = [t for t, k in zip(vocabulary, keep, strict=True) if k]
+        self.keys = vocabulary[keep].tolist()
         triplets = np.stack([index[counts.row[mask]], counts.col[mask], counts.data[mask].astype(np.int64)])
         self.triplets = torch.from_numpy(triplets.astype(np.int64))
         self._table = None
-        return self
+        return keep
 
     def table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per kept token: smoothed genre frequencies and log(1 + count); and the prior (for rows with no token)."""
@@ -145,13 +148,13 @@ class TextEncoder:
         labels, songs = np.asarray(labels), _songs(songs, len(values))
         groups = songs if groups is None else groups
         docs, vocabulary = self.documents(values.reset_index(drop=True))
+        vocabulary = np.asarray(vocabulary, dtype=object)
         out = torch.zeros(len(values), num_classes + 1)
         if folds >= 2 and len(np.unique(groups)) >= folds:
             for fit_idx, enc_idx in GroupKFold(folds, shuffle=True, random_state=seed).split(docs, groups=groups):
                 part = TextEncoder(self.column, self.words, self.chars, self.min_songs, self.smoothing)
-                part._fit_docs(docs[fit_idx], vocabulary, labels[fit_idx], num_classes, songs[fit_idx])
-                used = np.isin(vocabulary, part.keys)  # the fold's tokens, in vocabulary order as part.keys
-                out[enc_idx] = part._encode_docs(docs[enc_idx][:, np.flatnonzero(used)])
+                keep = part._fit_docs(docs[fit_idx], vocabulary, labels[fit_idx], num_classes, songs[fit_idx])
+                out[enc_idx] = part._encode_docs(docs[enc_idx][:, keep])
             self._fit_docs(docs, vocabulary, labels, num_classes, songs)
             return out
         self._fit_docs(docs, vocabulary, labels, num_classes, songs)
