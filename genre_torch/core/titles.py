@@ -88,12 +88,12 @@ class TextEncoder:
     ) -> TextEncoder:
         """Count genres per token over training rows (labels: class indices; songs: song id per row, default own)."""
         docs, vocabulary = self.documents(values)
-        self._fit_docs(
+        self.fit_documents(
             docs, np.asarray(vocabulary, dtype=object), np.asarray(labels), num_classes, _songs(songs, len(values))
         )
         return self
 
-    def _fit_docs(
+    def fit_documents(
         self, docs: sparse.csr_matrix, vocabulary: np.ndarray, labels: np.ndarray, num_classes: int, songs: np.ndarray
     ) -> np.ndarray:
         """Fit on a document matrix over `vocabulary`; returns which of its tokens were kept (in their order)."""
@@ -123,9 +123,10 @@ class TextEncoder:
     def transform(self, values: pd.Series) -> torch.Tensor:
         """Encode rows with the fitted statistics: float32 (rows, genres + 1)."""
         docs, _ = self.documents(values, self.keys)
-        return self._encode_docs(docs)
+        return self.encode_documents(docs)
 
-    def _encode_docs(self, docs: sparse.csr_matrix) -> torch.Tensor:
+    def encode_documents(self, docs: sparse.csr_matrix) -> torch.Tensor:
+        """Encode a binary (rows, kept tokens) matrix: the mean table row over each row's tokens (prior if none)."""
         rows, unseen = self.table()
         found = np.asarray(docs.sum(1)).ravel()
         out = torch.from_numpy(np.asarray(docs.astype(np.float32) @ rows.numpy())) if docs.shape[1] else None
@@ -153,11 +154,11 @@ class TextEncoder:
         if folds >= 2 and len(np.unique(groups)) >= folds:
             for fit_idx, enc_idx in GroupKFold(folds, shuffle=True, random_state=seed).split(docs, groups=groups):
                 part = TextEncoder(self.column, self.words, self.chars, self.min_songs, self.smoothing)
-                keep = part._fit_docs(docs[fit_idx], vocabulary, labels[fit_idx], num_classes, songs[fit_idx])
-                out[enc_idx] = part._encode_docs(docs[enc_idx][:, keep])
-            self._fit_docs(docs, vocabulary, labels, num_classes, songs)
+                keep = part.fit_documents(docs[fit_idx], vocabulary, labels[fit_idx], num_classes, songs[fit_idx])
+                out[enc_idx] = part.encode_documents(docs[enc_idx][:, keep])
+            self.fit_documents(docs, vocabulary, labels, num_classes, songs)
             return out
-        self._fit_docs(docs, vocabulary, labels, num_classes, songs)
+        self.fit_documents(docs, vocabulary, labels, num_classes, songs)
         return self.transform(values)
 
     def state_dict(self) -> dict[str, Any]:
