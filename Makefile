@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 CONFIG ?= configs/music_genre.yaml
-EXTRAS ?= dev,export,download,spark,tune
+EXTRAS ?= dev,export,download,spark,tune,bench
 
 .PHONY: install train test lint results clean
 

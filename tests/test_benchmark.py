@@ -1,4 +1,4 @@
-"""scripts/benchmark_accuracy.py --quick end to end on a sample of the real data."""
+"""scripts/benchmark_accuracy.py --quick end to end on a sample of the real data, and its anchors on toy data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from genre_torch.tools import anchors
 from tests.conftest import real_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,13 +20,36 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     folder = real_file("music_genre").parent
+    models = [m for m in anchors.ANCHORS if not anchors.missing(m)] + ["best"]
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
-    cmd += ["--seeds", "0", "1", "--ensemble"]
+    cmd += ["--features", "audio+meta", "--seeds", "0", "--ensemble", "--models", *models]
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` \(\d{4}-\d\d-\d\d\)", out)
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
-    assert len(table) == 6  # (hgb, best, best's seed ensemble) x (audio, audio+meta)
-    for line in table:
-        acc = float(re.split(r"\s*\|\s*", line)[4].split(" ")[0])
-        assert 10.0 < acc <= 100.0, line  # 10 genres: chance is 10 %
-    assert any("audio+meta" in line and "ensemble" in line for line in table)
+    cells = [re.split(r"\s*\|\s*", line)[1:-1] for line in table]
+    assert len(cells) == 3 * (len(models) + 1)  # (models + the network's seed ensemble) x 3 splits
+    assert [c[2] for c in cells] == [s for s in ("canonical", "song", "artist") for _ in range(len(models) + 1)]
+    for row in cells:
+        assert 10.0 < float(row[4].split(" ")[0]) <= 100.0, row  # 10 genres: chance is 10 %
+        n_twin, n_free = (int(re.search(r"\((\d+)\)$", row[i]).group(1)) for i in (5, 6))
+        assert n_twin + n_free in range(500, 700)  # the sample's test rows (20 % of 3,000)
+        assert row[2] != "song" or n_twin == 0  # no song in training and test: no twin rows
+    single, ensemble = cells[len(models) - 1], cells[len(models)]
+    assert "ensemble" in ensemble[3] and ensemble[4] == single[4]  # 1 seed: the checkpoint re-encodes raw rows alike
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(a, marks=[pytest.mark.slow] if a == "realmlp" else []) for a in anchors.ANCHORS]
+)
+def test_anchor_learns_a_toy_problem_and_keeps_class_columns(name: str) -> None:
+    if anchors.missing(name):
+        pytest.skip(anchors.missing(name))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0.5)  # 4 classes, one absent from validation below
+    data = {"train": (x[:400], y[:400]), "val": (x[400:500], np.where(y[400:500] == 3, 0, y[400:500])),
+            "test": (x[500:], y[500:])}  # fmt: skip
+    proba, note = anchors.fit_anchor(name, data, 4, seed=0, quick=name != "realmlp")  # its quick 2 epochs: too few
+    assert proba.shape == (100, 4) and np.allclose(proba.sum(1), 1, atol=1e-5) and note
+    assert (proba.argmax(1) == y[500:]).mean() > 0.6  # chance is about 0.3

@@ -63,10 +63,10 @@ def test_validation_and_test_labels_do_not_change_the_fitted_state(data_env, mon
     monkeypatch.setattr(data_module, "split_indices", lambda *a, **k: first.splits)  # same rows in each split
     second = GenreDataModule(**args, path=str(path)).load()
     a, b = first.preprocessor.state_dict(), second.preprocessor.state_dict()
-    assert a["meta"].keys() == {"artists", "album_name"}
-    for col in a["meta"]:
-        assert a["meta"][col]["keys"] == b["meta"][col]["keys"]
-        assert torch.equal(a["meta"][col]["triplets"], b["meta"][col]["triplets"])
+    assert a["meta"].keys() == {"artists", "album_name"} and a["text"].keys() == {"track_name", "album_name"}
+    for kind, col in [("meta", c) for c in a["meta"]] + [("text", c) for c in a["text"]]:
+        assert a[kind][col]["keys"] == b[kind][col]["keys"] and a[kind][col]["keys"]
+        assert torch.equal(a[kind][col]["triplets"], b[kind][col]["triplets"])
     for split in ("train", "val", "test"):
         assert torch.equal(first.tensors[split][0], second.tensors[split][0]), split
 
@@ -95,7 +95,7 @@ def test_unknown_feature_options_are_clear_errors() -> None:
 
     with pytest.raises(GenreTorchError, match="audio, audio\\+meta"):
         GenreDataModule("music_genre", features="audio+lyrics")
-    with pytest.raises(GenreTorchError, match="known: artists, album_name"):
+    with pytest.raises(GenreTorchError, match="known: artists, album_name, track_name"):
         GenreDataModule("spotify_tracks", features="audio+meta", meta_columns=["artist_name"])
 
 
@@ -111,3 +111,4 @@ def test_fit_with_meta_and_early_stopping_on_accuracy(data_env) -> None:
 
     x = pre.transform(MUSIC_GENRE.clean(raw, training=False))
     assert x.shape == (20, cli.datamodule.num_features) and "artist_name#log_count" in pre.feature_names
+    assert pre.feature_names[-1] == "track_name@title#log_count"  # titles: the last block

@@ -18,7 +18,8 @@ from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.prepared import is_prepared, load_prepared
 from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.split import artist_groups, group_split_indices, split_indices
+from genre_torch.core.songs import song_groups
+from genre_torch.core.split import artist_groups, group_split_indices, song_split_indices, split_indices
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
 
@@ -156,7 +157,7 @@ class GenreDataModule(pl.LightningDataModule):
         meta_smoothing: float = 1.0,
         meta_folds: int = 5,
         missing_indicators: bool = False,
-        split: Literal["canonical", "artist"] = "canonical",
+        split: Literal["canonical", "artist", "song"] = "canonical",
         stream: bool | None = None,
     ) -> None:
         """
@@ -174,12 +175,15 @@ class GenreDataModule(pl.LightningDataModule):
             split_seed: Seed of the split (42 in the canonical protocol).
             shuffle_seed: Base seed of the per-epoch training shuffle (epoch e uses shuffle_seed + e).
             features: audio, or audio+meta: adds target-encoded metadata columns (artist; album for
-                spotify_tracks), out-of-fold on training rows, full-train statistics elsewhere.
-            meta_columns: Metadata columns for audio+meta (default: all of the dataset's, spec.meta).
+                spotify_tracks) and title n-grams (track name; album name for spotify_tracks), out-of-fold on
+                training rows (folds grouped by song), full-train statistics elsewhere.
+            meta_columns: Metadata and title columns for audio+meta (default: all of the spec's meta and text),
+                e.g. [track_name] to measure the titles alone.
             meta_smoothing: Pseudo-count m pulling a rare artist's genre frequencies towards the prior.
             meta_folds: Folds of the out-of-fold encoding of training rows.
             missing_indicators: Add a 0/1 column per numeric column that has missing values in training.
-            split: canonical (stratified rows) or artist (grouped: no artist in two splits; see grouped.py).
+            split: canonical (stratified rows), artist (no first artist in two splits) or song (no song in two
+                splits: rows with identical features or the same spec.song_id); see core/split.py, core/songs.py.
             stream: With a prepared folder as path: read batches from Parquet row groups instead of holding
                 the splits in memory (default: only when they would take over half of the free memory).
         """
@@ -197,17 +201,24 @@ class GenreDataModule(pl.LightningDataModule):
         self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
         if features not in ("audio", "audio+meta"):
             raise GenreTorchError(f"unknown feature set {features!r}; known: audio, audio+meta")
-        unknown = sorted(set(meta_columns or ()) - set(self.spec.meta))
+        known = list(dict.fromkeys([*self.spec.meta, *self.spec.text]))
+        unknown = sorted(set(meta_columns or ()) - set(known))
         if unknown:
-            raise GenreTorchError(
-                f"{unknown} are not metadata columns of {self.spec.name}; known: {', '.join(self.spec.meta)}"
-            )
-        meta = {c: s for c, s in self.spec.meta.items() if meta_columns is None or c in meta_columns}
-        meta = meta if features == "audio+meta" else {}
+            raise GenreTorchError(f"{unknown} are not metadata columns of {self.spec.name}; known: {', '.join(known)}")
+        if split not in ("canonical", "artist", "song"):
+            raise GenreTorchError(f"unknown split {split!r}; known: canonical, artist, song")
+        chosen = [c for c in known if (meta_columns is None or c in meta_columns) and features == "audio+meta"]
         self.preprocessor = Preprocessor(
-            self.spec.numeric, self.spec.categorical, meta, meta_smoothing, meta_folds, missing_indicators
+            self.spec.numeric,
+            self.spec.categorical,
+            {c: s for c, s in self.spec.meta.items() if c in chosen},
+            meta_smoothing,
+            meta_folds,
+            missing_indicators,
+            {c: o for c, o in self.spec.text.items() if c in chosen},
         )
         self.split = split
+        self._songs: np.ndarray | None = None
         self.frame: pd.DataFrame | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -223,23 +234,34 @@ class GenreDataModule(pl.LightningDataModule):
         self.spec = self.spec.resolve(raw)  # `numeric: auto` becomes the file's numeric columns, stored so
         self.preprocessor.numeric = list(self.spec.numeric)  # (checkpoints) that predict uses the same ones
         frame = self.spec.clean(raw)
-        labels = frame[self.spec.target]
-        groups = None
+        self.frame, self._songs = frame, None
+        labels, groups, fractions = frame[self.spec.target], None, (self.test_fraction, self.val_fraction)
         if self.split == "artist":
             all_groups = artist_groups(frame[next(iter(self.spec.meta))])
-            self.splits = group_split_indices(
-                labels.to_numpy(), all_groups, self.test_fraction, self.val_fraction, self.split_seed
-            )
+            self.splits = group_split_indices(labels.to_numpy(), all_groups, *fractions, self.split_seed)
             groups = all_groups[self.splits["train"]]  # the out-of-fold encoding folds by artist too
+        elif self.split == "song":
+            self.splits = song_split_indices(labels.to_numpy(), self.songs, *fractions, self.split_seed)
         else:
-            self.splits = split_indices(labels, self.test_fraction, self.val_fraction, self.split_seed)
+            self.splits = split_indices(labels, *fractions, self.split_seed)
         pre, target, train = self.preprocessor, self.spec.target, self.splits["train"]
-        train_x = pre.fit_transform(frame, frame[target].iloc[train], self.split_seed, train, groups)  # no split copies
-        self.frame = frame
+        songs = self.songs[train] if pre.meta or pre.text else None  # out-of-fold folds never split a song
+        train_x = pre.fit_transform(frame, frame[target].iloc[train], self.split_seed, train, groups, songs)
         for name, idx in self.splits.items():
             x = train_x if name == "train" else pre.transform(frame, rows=idx)
             self.tensors[name] = (x, pre.encode_labels(frame[target].iloc[idx]))
         return self
+
+    @property
+    def songs(self) -> np.ndarray:
+        """Song id of every row of the cleaned frame (core/songs.py: identical features or the same song_id)."""
+        if self._songs is None:
+            if self.frame is None:
+                self.load()
+            if self.frame is None:
+                raise GenreTorchError("songs are known only for data read from a CSV, not from a prepared folder")
+            self._songs = song_groups(self.frame, self.spec.features, self.spec.song_id)
+        return self._songs
 
     @property
     def num_features(self) -> int:

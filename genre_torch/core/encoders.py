@@ -88,15 +88,21 @@ class TargetEncoder:
     ) -> torch.Tensor:
         """Out-of-fold encoding of training rows (each fold encoded by the others), then fit on all rows.
 
-        With groups (the artist of each row, for an artist-grouped split) no group spans two folds, so
-        training rows are encoded as test rows will be: by statistics that never saw their artist.
+        With groups (the song of each row, or its artist for an artist-grouped split) no group spans two folds:
+        no row is encoded with the labels of its own song (listed under another genre), which a model would
+        otherwise learn to read as "seen under genre A, so not A"; in an artist split, training rows are encoded
+        as test rows will be, by statistics that never saw their artist.
         """
         values = values.reset_index(drop=True)
         out = torch.zeros(len(values), num_classes + 1)
         if groups is not None and len(np.unique(groups)) < folds:
             groups = None  # too few groups to fold by (tiny data): plain folds
         if folds >= 2 and len(values) >= folds:
-            splitter = KFold(folds, shuffle=True, random_state=seed) if groups is None else GroupKFold(folds)
+            splitter = (
+                KFold(folds, shuffle=True, random_state=seed)
+                if groups is None
+                else GroupKFold(folds, shuffle=True, random_state=seed)
+            )
             for fit_idx, enc_idx in splitter.split(values, groups=groups):
                 part = TargetEncoder(self.column, self.separator, self.smoothing)
                 part.fit(values.iloc[fit_idx], np.asarray(labels)[fit_idx], num_classes)

@@ -10,6 +10,7 @@ import torch
 
 from genre_torch.core.encoders import TargetEncoder
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.titles import TextEncoder
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
 
@@ -20,9 +21,10 @@ class Preprocessor:
     Numeric columns: missing values get the training median, then (x - mean) / std with training
     mean and std. Categorical columns: one-hot over the categories seen in training rows; an unseen
     or missing category is the all-zero vector. Optional extras, appended after these columns:
-    missing-value indicators (numeric columns with gaps in training) and target-encoded metadata
-    columns (genre.meta.TargetEncoder). Because training rows get an out-of-fold metadata encoding,
-    encode them with fit_transform(); transform() encodes any other rows with full-train statistics.
+    missing-value indicators (numeric columns with gaps in training), target-encoded metadata columns
+    (encoders.TargetEncoder), then target-encoded title n-grams (titles.TextEncoder). Because training
+    rows get an out-of-fold encoding of these (folds grouped by song), encode them with fit_transform();
+    transform() encodes any other rows with full-train statistics.
     All fitted state is plain tensors and lists.
     """
 
@@ -34,6 +36,7 @@ class Preprocessor:
         smoothing: float = 1.0,
         folds: int = 5,
         missing_indicators: bool = False,
+        text: dict[str, dict[str, int]] | None = None,
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
@@ -44,6 +47,8 @@ class Preprocessor:
         self.smoothing, self.folds, self.missing_indicators = smoothing, folds, missing_indicators
         self.indicators: list[str] = []
         self.encoders: dict[str, TargetEncoder] = {}
+        self.text = {c: dict(o) for c, o in (text or {}).items()}  # title column -> n-gram options
+        self.text_encoders: dict[str, TextEncoder] = {}
 
     @property
     def fitted(self) -> bool:
@@ -53,7 +58,7 @@ class Preprocessor:
     @property
     def num_features(self) -> int:
         """Width of the encoded feature matrix."""
-        meta = sum(e.num_classes + 1 for e in self.encoders.values())
+        meta = sum(e.num_classes + 1 for e in self._all_encoders())
         return len(self.numeric) + sum(len(v) for v in self.vocab.values()) + len(self.indicators) + meta
 
     @property
@@ -63,11 +68,24 @@ class Preprocessor:
         return (
             names
             + [f"{c}#missing" for c in self.indicators]
-            + [n for e in self.encoders.values() for n in e.feature_names]
+            + [n for e in self._all_encoders() for n in e.feature_names]
         )
 
-    def fit(self, df: pd.DataFrame, labels: pd.Series, rows: np.ndarray | None = None) -> Preprocessor:
-        """Fit all state on training rows only (rows: their positions in df, default all; labels are theirs)."""
+    def _all_encoders(self) -> list[TargetEncoder | TextEncoder]:
+        """Metadata encoders, then title encoders: the order of their columns."""
+        return [*self.encoders.values(), *self.text_encoders.values()]
+
+    def fit(
+        self,
+        df: pd.DataFrame,
+        labels: pd.Series,
+        rows: np.ndarray | None = None,
+        songs: np.ndarray | None = None,
+        encoders: bool = True,
+    ) -> Preprocessor:
+        """Fit all state on training rows only (rows: their positions in df, default all; labels and songs, the
+        song id of each training row (core/songs.py; default: each row its own), are theirs). encoders=False
+        leaves the metadata and title encoders unfitted (fit_transform fits them in its out-of-fold pass)."""
 
         def pick(col: str) -> pd.Series:
             return df[col] if rows is None else df[col].iloc[rows]
@@ -90,11 +108,13 @@ class Preprocessor:
         self.classes = sorted(labels.unique().tolist())
         self.indicators = [c for c, gap in zip(self.numeric, gaps, strict=True) if gap and self.missing_indicators]
         self._check_meta(df)
+        self.encoders = {c: TargetEncoder(c, sep, self.smoothing) for c, sep in self.meta.items()}
+        self.text_encoders = {c: TextEncoder(c, **o, smoothing=self.smoothing) for c, o in self.text.items()}
         codes = self.encode_labels(labels).numpy()
-        self.encoders = {
-            c: TargetEncoder(c, sep, self.smoothing).fit(pick(c), codes, len(self.classes))
-            for c, sep in self.meta.items()
-        }
+        for e in self._all_encoders():
+            e.num_classes = len(self.classes)  # the width of its columns, known before it is fitted
+            if encoders:
+                e.fit(pick(e.column), codes, len(self.classes), *([songs] if isinstance(e, TextEncoder) else []))
         return self
 
     def fit_transform(
@@ -104,26 +124,31 @@ class Preprocessor:
         seed: int = 0,
         rows: np.ndarray | None = None,
         groups: np.ndarray | None = None,
+        songs: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """Fit on training rows and encode them; metadata columns get an out-of-fold encoding.
+        """Fit on training rows and encode them; metadata and title columns get an out-of-fold encoding.
 
         rows: positions of the training rows in df (default: all; labels are those rows' labels); they
         are read column by column and encoded chunk by chunk, never copied as a whole frame.
         groups: a group id per training row (artist-grouped split): out-of-fold folds never split a group.
+        songs: the song id per training row (core/songs.py): folds never split a song (default: groups), and
+            title tokens count only when found in enough distinct songs.
         """
-        self.fit(df, labels, rows)
+        groups = songs if groups is None else groups
+        self.fit(df, labels, rows, songs, encoders=False)
         x = self._encode(df, meta=False, width=self.num_features, rows=rows)  # metadata columns filled in below
         codes = self.encode_labels(labels).numpy()
-        start = x.shape[1] - sum(e.num_classes + 1 for e in self.encoders.values())
-        for c, e in self.encoders.items():
-            values = df[c] if rows is None else df[c].iloc[rows]
-            oof = e.fit_transform_oof(values, codes, len(self.classes), self.folds, seed, groups)
+        start = x.shape[1] - sum(e.num_classes + 1 for e in self._all_encoders())
+        for e in self._all_encoders():
+            values = df[e.column] if rows is None else df[e.column].iloc[rows]
+            extra = {"songs": songs} if isinstance(e, TextEncoder) else {}
+            oof = e.fit_transform_oof(values, codes, len(self.classes), self.folds, seed, groups, **extra)
             x[:, start : start + oof.shape[1]] = oof
             start += oof.shape[1]
         return x
 
     def _check_meta(self, df: pd.DataFrame) -> None:
-        missing = [c for c in self.meta if c not in df.columns]
+        missing = [c for c in dict.fromkeys([*self.meta, *self.text]) if c not in df.columns]
         if missing:
             raise GenreTorchError(f"metadata feature(s) need column(s) {', '.join(missing)}, absent from the data")
 
@@ -157,9 +182,9 @@ class Preprocessor:
             parts.append(onehot[:, :-1])
         if self.indicators:
             parts.append(torch.from_numpy(df[self.indicators].isna().to_numpy(np.float32)))
-        if meta and self.encoders:
+        if meta and self._all_encoders():
             self._check_meta(df)
-            parts += [e.transform(df[c]) for c, e in self.encoders.items()]
+            parts += [e.transform(df[e.column]) for e in self._all_encoders()]
         return torch.cat(parts, dim=1)
 
     def encode_labels(self, labels: pd.Series) -> torch.Tensor:
@@ -187,6 +212,7 @@ class Preprocessor:
             "classes": self.classes,
             "indicators": self.indicators,
             "meta": {c: e.state_dict() for c, e in self.encoders.items()},
+            "text": {c: e.state_dict() for c, e in self.text_encoders.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Preprocessor:
@@ -197,6 +223,8 @@ class Preprocessor:
         self.indicators = list(state.get("indicators", []))
         self.encoders = {c: TargetEncoder.from_state_dict(e) for c, e in state.get("meta", {}).items()}
         self.meta = {c: e.separator for c, e in self.encoders.items()}
+        self.text_encoders = {c: TextEncoder.from_state_dict(e) for c, e in state.get("text", {}).items()}
+        self.text = {c: e.options for c, e in self.text_encoders.items()}
         self.missing_indicators = bool(self.indicators)
         return self
 

@@ -1,4 +1,4 @@
-"""Splits: the canonical stratified split, and the artist-grouped one (no artist in two of train/val/test)."""
+"""Splits: the canonical stratified split, and grouped ones (no artist, or no song, in two of train/val/test)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,17 @@ def group_split_indices(
     rest, test = one_fold(idx, test_fraction)
     train, val = one_fold(rest, val_fraction)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def song_split_indices(
+    labels: np.ndarray, songs: np.ndarray, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42
+) -> dict[str, np.ndarray]:
+    """Whole songs (songs.song_groups ids) to train/val/test, stratified by each song's first label.
+
+    The canonical split applied to songs instead of rows (the shares are of songs; a song's rows follow it).
+    StratifiedGroupKFold, as for artists, took 105 s on music_genre's 48,359 songs.
+    """
+    first = pd.Series(np.asarray(labels)).groupby(songs, sort=True).first()
+    parts = split_indices(first, test_fraction, val_fraction, seed)
+    position = np.searchsorted(first.index.to_numpy(), songs)  # each row's song, as a position in `first`
+    return {name: np.flatnonzero(np.isin(position, part)) for name, part in parts.items()}

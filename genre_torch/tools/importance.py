@@ -70,7 +70,7 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
         raise GenreTorchError(f"the data at {settings.get('path') or 'the default location'} has other genres")
     predictor = Predictor(load_model(ckpt), pre, datamodule.spec)
     test = datamodule.frame.iloc[datamodule.splits["test"]]
-    columns = [*pre.numeric, *pre.categorical, *getattr(pre, "meta", {})]
+    columns = list(dict.fromkeys([*pre.numeric, *pre.categorical, *pre.meta, *pre.text]))  # album_name: meta and text
     labels = pre.encode_labels(test[datamodule.spec.target]).numpy()
     scorer = _Scorer(predictor)
     result = permutation_importance(

@@ -9,6 +9,9 @@ A spec file (see music_genre.yaml, spotify_tracks.yaml beside this module):
     categorical: [key, mode]      # one-hot over the categories seen in training
     id_columns: [track_id]        # carried into predictions, never features
     meta: {artist: null}          # metadata columns for features=audio+meta: column -> separator or null
+    text: {title: null}           # titles for audio+meta, as word/character n-grams: column -> null (defaults)
+                                  # or {words: 2, chars: 4, min_songs: 2} (see core/titles.py)
+    song_id: track_id             # an id column naming the song: its rows share a split (split: song)
     ignore: [notes]               # columns that are none of the above
     valid_ranges: {duration_ms: [0, null]}  # values outside become missing (null: no bound)
     dedupe_on: [track_id, label]  # rows repeating these columns are dropped (training only)
@@ -63,6 +66,8 @@ class DatasetSpec:
     sha256: str = ""
     meta: dict[str, str | None] = field(default_factory=dict)  # metadata column -> separator of multiple values
     ignore: tuple[str, ...] = ()
+    text: dict[str, dict[str, int]] = field(default_factory=dict)  # title column -> n-gram options
+    song_id: str | None = None  # id column naming the song (rows of one song stay in one split)
     source: dict[str, str] = field(default_factory=dict)  # url, or kaggle (owner/dataset) and file
     description: str = ""
     auto_numeric: bool = False  # `numeric: auto` not yet resolved against a file (resolve())
@@ -89,7 +94,15 @@ class DatasetSpec:
         """The spec with `numeric: auto` replaced by the columns of df it selects (itself when explicit)."""
         if not self.auto_numeric:
             return self
-        taken = {self.target, *self.categorical, *self.id_columns, *self.meta, *self.ignore, *self.dedupe_on}
+        taken = {
+            self.target,
+            *self.categorical,
+            *self.id_columns,
+            *self.meta,
+            *self.text,
+            *self.ignore,
+            *self.dedupe_on,
+        }
         numeric = tuple(
             str(c)
             for c in df.columns

@@ -15,7 +15,20 @@ from genre_torch.core.errors import GenreTorchError
 
 AUTO = "auto"
 LISTS = ("categorical", "id_columns", "ignore", "dedupe_on", "file_names")
-KEYS = ("name", "description", "target", "numeric", *LISTS, "meta", "valid_ranges", "sha256", "source")
+KEYS = (
+    "name",
+    "description",
+    "target",
+    "numeric",
+    *LISTS,
+    "meta",
+    "text",
+    "song_id",
+    "valid_ranges",
+    "sha256",
+    "source",
+)
+TEXT_KEYS = {"words": 2, "chars": 4, "min_songs": 2}  # options of a text column and their defaults
 SOURCE_KEYS = ("url", "kaggle", "file")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -72,6 +85,8 @@ def check_mapping(data: Any, origin: str) -> dict[str, Any]:
     if not isinstance(meta, Mapping) or not all(isinstance(v, str) or v is None for v in meta.values()):
         raise fail("meta", "a mapping of column -> separator (a string, or null for one value)", meta)
     out["meta"] = {str(k): v for k, v in meta.items()}
+    out["text"] = {str(k): text_options(f"text.{k}", v, fail) for k, v in (data.get("text") or {}).items()}
+    out["song_id"] = text("song_id", data["song_id"], expected="a column name") if data.get("song_id") else None
     out["valid_ranges"] = {str(k): bounds(k, v, fail) for k, v in (data.get("valid_ranges") or {}).items()}
     out["sha256"] = text("sha256", data.get("sha256") or "", re.compile(f"({SHA256.pattern})?"), "64 hex digits")
     source = data.get("source") or {}
@@ -80,6 +95,19 @@ def check_mapping(data: Any, origin: str) -> dict[str, Any]:
     out["source"] = {k: text(f"source.{k}", v) for k, v in source.items() if v}
     check_roles(out, origin)
     return out
+
+
+def text_options(key: str, value: Any, fail: Any) -> dict[str, int]:
+    """Options of a text column (null: the defaults): word n-grams up to `words`, character `chars`-grams
+    (0: none), tokens kept when found in at least `min_songs` distinct training songs."""
+    value = value or {}
+    if not isinstance(value, Mapping) or any(k not in TEXT_KEYS for k in value):
+        raise fail(key, f"null or a mapping with the keys {', '.join(TEXT_KEYS)}", value)
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values())
+    options = {**TEXT_KEYS, **value}
+    if not ok or options["min_songs"] < 1 or not (options["words"] or options["chars"]):
+        raise fail(key, "integers >= 0 (min_songs >= 1; words or chars > 0)", value)
+    return options
 
 
 def bounds(column: Any, value: Any, fail: Any) -> tuple[float, float]:
@@ -101,7 +129,7 @@ def check_roles(spec: dict[str, Any], origin: str) -> None:
         "target": (spec["target"],),
         "numeric": spec["numeric"],
         "categorical": spec["categorical"],
-        "id_columns": (*spec["id_columns"], *(c for c in spec["meta"] if c not in spec["id_columns"])),
+        "id_columns": tuple(dict.fromkeys((*spec["id_columns"], *spec["meta"], *spec["text"]))),
         "ignore": spec["ignore"],
     }
     seen: dict[str, str] = {}
@@ -110,6 +138,8 @@ def check_roles(spec: dict[str, Any], origin: str) -> None:
             if column in seen:
                 raise GenreTorchError(f"{origin}: column {column!r} is listed under both {seen[column]} and {role}")
             seen[column] = role
+    if spec["song_id"] is not None and spec["song_id"] not in spec["id_columns"]:
+        raise GenreTorchError(f"{origin}: song_id {spec['song_id']!r} must be one of the id_columns")
     if not spec["auto_numeric"] and not spec["numeric"] and not spec["categorical"]:
         raise GenreTorchError(f"{origin}: no feature columns; list numeric and/or categorical ones, or numeric: auto")
     stray = [c for c in spec["valid_ranges"] if c not in spec["numeric"] and not spec["auto_numeric"]]
@@ -123,6 +153,9 @@ def to_mapping(spec: Any) -> dict[str, Any]:
     out["numeric"] = AUTO if spec.auto_numeric else list(spec.numeric)
     out.update({key: list(getattr(spec, key)) for key in LISTS})
     out["meta"] = dict(spec.meta)
+    out["text"] = {c: dict(o) for c, o in spec.text.items()}
+    if spec.song_id is not None:
+        out["song_id"] = spec.song_id
     out["valid_ranges"] = {
         c: [None if math.isinf(lo) else lo, None if math.isinf(hi) else hi] for c, (lo, hi) in spec.valid_ranges.items()
     }

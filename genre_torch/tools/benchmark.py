@@ -1,0 +1,142 @@
+"""The accuracy benchmark's runs (scripts/benchmark_accuracy.py): one model, split and seed per task, each scored on
+all test rows and apart on the rows whose song has a twin in training (core/songs.py) and on the twin-free rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.metrics import f1_score
+
+from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
+from genre_torch.core.datasets import get_spec
+from genre_torch.core.module import GenreClassifier
+from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.songs import has_twin
+from genre_torch.tools import anchors
+from genre_torch.tools.trees import fit_predict_hgb, hgb_model
+
+ENCODING_KEYS = ("missing_indicators", "meta_folds", "meta_smoothing", "meta_columns", "test_fraction",
+                 "val_fraction", "split_seed")  # fmt: skip
+
+
+def config_data(config: Path) -> dict[str, Any]:
+    """The settings of a config that shape the encoded features (anchors then see what its network sees)."""
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    return {k: v for k, v in data.items() if k in ENCODING_KEYS}
+
+
+def outcome(dm: GenreDataModule, predicted: np.ndarray, seconds: float, note: str = "", best: str = "") -> dict:
+    """Per-run result: accuracy and macro-F1 on test, hits and twin flags per test row, seconds, notes."""
+    y = dm.tensors["test"][1].cpu().numpy()
+    return {"acc": float((predicted == y).mean()), "f1": float(f1_score(y, predicted, average="macro")),
+            "hits": predicted == y, "twins": has_twin(dm.songs, dm.splits["test"], dm.splits["train"]),
+            "seconds": seconds, "note": note, "best": best}  # fmt: skip
+
+
+def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
+    """`genre-torch fit` one config with one seed; its best (validation) checkpoint scored once on test."""
+    from genre_torch.cli import run_cli
+
+    args = ["fit", "--config", str(config), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"]
+    args += [f"--data.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in data.items() if v is not None]
+    args += ["--runs_dir", f"{workdir}/runs", "--checkpoints_dir", f"{workdir}/checkpoints"]
+    args += ["--trainer.max_epochs", "2"] if quick else []
+    start = time.perf_counter()
+    cli = run_cli(args)
+    seconds = time.perf_counter() - start
+    best = cli.trainer.checkpoint_callback.best_model_path
+    model = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
+    with torch.no_grad():
+        predicted = model(cli.datamodule.tensors["test"][0].cpu()).argmax(1).numpy()
+    return outcome(cli.datamodule, predicted, seconds, f"{cli.trainer.current_epoch} epochs", best)
+
+
+def run_anchor(name: str, data: dict, seed: int, quick: bool) -> dict:
+    """A tabular anchor (tools/anchors.py) or HistGradientBoosting (hgb) on the networks' encoded features."""
+    dm = GenreDataModule(**data).load()
+    splits = {s: tuple(t.numpy() for t in dm.tensors[s]) for s in ("train", "val", "test")}
+    start = time.perf_counter()
+    if name == "hgb":
+        model = hgb_model(20 if quick else 300, seed)
+        predicted, note = fit_predict_hgb(model, *splits["train"], *splits["val"], splits["test"][0])
+    else:
+        proba, note = anchors.fit_anchor(name, splits, dm.num_classes, seed, quick)
+        predicted = proba.argmax(1)
+    return outcome(dm, predicted, time.perf_counter() - start, note)
+
+
+def ensemble(checkpoints: list[str], data: dict) -> dict:
+    """Mean class probability of several checkpoints on the test rows, each encoding raw rows with its own state."""
+    keep = ("dataset", "path", "split", "test_fraction", "val_fraction", "split_seed")
+    dm = GenreDataModule(**{k: v for k, v in data.items() if k in keep}).load()
+    test = dm.frame.iloc[dm.splits["test"]]
+    probs = []
+    with torch.no_grad():
+        for path in checkpoints:
+            model = GenreClassifier.load_from_checkpoint(path, map_location="cpu").eval()
+            pre = Preprocessor.from_state_dict(model.preprocessor_state["preprocessor"])
+            probs.append(model(pre.transform(test)).softmax(-1))
+    return outcome(dm, torch.stack(probs).mean(0).argmax(1).numpy(), 0.0)
+
+
+def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
+    """A stratified sample of the real file (for --quick)."""
+    spec = get_spec(dataset)
+    frame = spec.clean(read_csv(find_data_file(spec)))
+    per_class = max(10, rows // frame[spec.target].nunique())
+    sample = frame.sample(frac=1.0, random_state=0).groupby(spec.target).head(per_class)  # shuffled: many artists
+    path = f"{workdir}/{dataset}_quick.csv"
+    sample.to_csv(path, index=False)
+    return path
+
+
+def single_threaded() -> None:
+    """Worker initialiser: one thread per model (OpenMP spin-waits badly on a shared machine)."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+
+
+def run_task(task: tuple) -> dict:
+    """Run one task, ("net", config, data, seed, workdir, quick) or ("anchor", name, data, seed, quick), and print
+    its result at once; top-level so that worker processes can pickle it."""
+    kind, name, *args = task
+    result = run_net(name, *args) if kind == "net" else run_anchor(name, *args)
+    data, seed = args[0], args[1]
+    label = f"{data['dataset']} {data['features']} split {data['split']} {Path(str(name)).name} seed {seed}"
+    twins, hits = result["twins"], result["hits"]
+    print(f"RESULT {label}: test acc {result['acc']:.4f} (twin rows {hits[twins].mean() if twins.any() else 0:.4f}, "
+          f"twin-free {hits[~twins].mean():.4f}) macro-F1 {result['f1']:.4f} seconds {result['seconds']:.0f}; "
+          f"{result['note']}", flush=True)  # fmt: skip
+    return result
+
+
+def pct(values: list[float]) -> str:
+    """'mean ± std' in percent ('mean' alone for one value)."""
+    mean = 100 * statistics.mean(values)
+    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def summary(runs: list[dict]) -> list[str]:
+    """Table cells of one row over its seeds: accuracy, twin rows, twin-free rows, macro-F1, per seed, seconds."""
+    twin = [r["hits"][r["twins"]].mean() for r in runs if r["twins"].any()]
+    free = [r["hits"][~r["twins"]].mean() for r in runs]
+    n_twin, n = int(runs[0]["twins"].sum()), len(runs[0]["twins"])
+    return [
+        pct([r["acc"] for r in runs]),
+        f"{pct(twin)} ({n_twin})" if twin else f"- ({n_twin})",
+        f"{pct(free)} ({n - n_twin})",
+        pct([r["f1"] for r in runs]),
+        ", ".join(f"{100 * r['acc']:.2f}" for r in runs),
+        f"{statistics.mean(r['seconds'] for r in runs):.0f}",
+    ]
