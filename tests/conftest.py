@@ -127,3 +127,11 @@ def real_file(name: str) -> Path:
         return find_data_file(get_spec(name), root=REPO).resolve()
     except GenreTorchError as e:
         pytest.skip(f"real {name} data not found ({e})")
+
+
+@pytest.fixture(autouse=True)
+def fresh_data_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the process's cache of encoded data (tests patch what loading does)."""
+    import genre_torch.core.data
+
+    monkeypatch.setattr(genre_torch.core.data, "LOADED", {})

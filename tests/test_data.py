@@ -153,3 +153,19 @@ def test_batch_groups_keep_the_batches_and_their_order() -> None:
     assert [len(g) for g in groups] == [4, 4, 3]
     batches.set_epoch(2)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(flat, batches, strict=True))
+
+
+def test_a_process_reads_and_encodes_the_same_data_once(data_env, monkeypatch) -> None:
+    import genre_torch.core.data as data
+
+    monkeypatch.setattr(data, "LOADED", {})
+    reads = []
+    real = data.read_csv
+    monkeypatch.setattr(data, "read_csv", lambda path: reads.append(path) or real(path))
+    first = GenreDataModule("music_genre", batch_size=64).load()
+    again = GenreDataModule("music_genre", batch_size=128, shuffle_seed=3).load()  # batching does not matter
+    assert len(reads) == 1 and again.tensors["train"][0] is first.tensors["train"][0]
+    GenreDataModule("music_genre", split_seed=7).load()  # another split: read and encoded again
+    (data_env / "music_genre.csv").touch()  # a changed file too
+    GenreDataModule("music_genre").load()
+    assert len(reads) == 3

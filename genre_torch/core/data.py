@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zlib
@@ -22,6 +23,8 @@ from genre_torch.core.songs import song_groups
 from genre_torch.core.split import artist_groups, group_split_indices, song_split_indices, split_indices
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
+# encoded datasets of this process by what they depend on (GenreDataModule._cache_key): read once per search
+LOADED: dict[str, tuple] = {}
 
 
 def data_dirs(root: str | os.PathLike | None = None) -> list[Path]:
@@ -230,7 +233,29 @@ class GenreDataModule(pl.LightningDataModule):
             return self
         if is_prepared(self.path):
             return load_prepared(self)
-        raw = read_csv(find_data_file(self.spec, self.path))
+        path = find_data_file(self.spec, self.path)
+        key = self._cache_key(path)
+        if key in LOADED:  # the same file and settings earlier in this process (the trials of a search)
+            self.spec, self.frame, self._songs, self.splits, self.preprocessor, tensors = LOADED[key]
+            self.tensors = dict(tensors)
+            return self
+        self._read(path)
+        LOADED[key] = (self.spec, self.frame, self._songs, self.splits, self.preprocessor, dict(self.tensors))
+        while len(LOADED) > 2:  # a few encoded datasets at most
+            LOADED.pop(next(iter(LOADED)))
+        return self
+
+    def _cache_key(self, path: Path) -> str:
+        """What the encoded data depends on: the spec, the file (and its version) and the data settings."""
+        stat = path.stat()
+        ignored = ("batch_size", "batches_per_step", "eval_batch_size", "shuffle_seed", "stream")
+        settings = {k: v for k, v in self.hparams.items() if k not in ignored and not k.startswith("_")}
+        file = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        return json.dumps([self.spec.to_dict(), file, settings], sort_keys=True, default=str)
+
+    def _read(self, path: Path) -> None:
+        """Read, clean, split and encode the CSV at path into frame, splits and tensors."""
+        raw = read_csv(path)
         self.spec = self.spec.resolve(raw)  # `numeric: auto` becomes the file's numeric columns, stored so
         self.preprocessor.numeric = list(self.spec.numeric)  # (checkpoints) that predict uses the same ones
         frame = self.spec.clean(raw)
@@ -250,7 +275,6 @@ class GenreDataModule(pl.LightningDataModule):
         for name, idx in self.splits.items():
             x = train_x if name == "train" else pre.transform(frame, rows=idx)
             self.tensors[name] = (x, pre.encode_labels(frame[target].iloc[idx]))
-        return self
 
     @property
     def songs(self) -> np.ndarray:

@@ -92,9 +92,7 @@ class GenreCLI(LightningCLI):
             default=None,
             help="torch.set_float32_matmul_precision: highest (default), high or medium (TF32 matmuls on a GPU).",
         )
-        parser.add_argument(
-            "--test_after_fit", type=bool, default=True, help="Test the final model once after fit."
-        )
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="Test the final model once after fit.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it."""
