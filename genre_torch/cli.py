@@ -110,7 +110,8 @@ def main(args: list[str] | None = None) -> None:
 
             builder = getattr(parsers, argv[0], None)
             if builder is not None:  # help and usage errors before the tool imports torch and pandas
-                builder().parse_args(argv[1:])
+                parser = builder()
+                parser.parse_known_args(argv[1:]) if argv[0] in parsers.KNOWN_ARGS_ONLY else parser.parse_args(argv[1:])
             module, func = TOOLS[argv[0]][0].split(":")
             getattr(importlib.import_module(module), func)(argv[1:])
         elif argv[0] in LIGHTNING_SUBCOMMANDS or argv[0].startswith("-"):

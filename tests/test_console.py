@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
-SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "importance", "data", "prepare"]
+SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "importance", "data", "prepare", "tune", "sweep"]
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -56,11 +56,12 @@ def test_a_configuration_error_is_one_line_with_a_pointer_to_help(data_env) -> N
 def test_tool_help_and_usage_errors_do_not_import_the_heavy_stack() -> None:
     code = "import sys\nfrom genre_torch import cli\n"
     code += "for argv in (['predict', '--help'], ['export', '--help'], ['importance', '-h'], ['data', '--help'],\n"
-    code += "             ['prepare', '--help'], ['predict', '--ckpt_path', 'x']):\n"
+    code += "             ['prepare', '--help'], ['tune', '--help'], ['sweep', '--help'],\n"
+    code += "             ['predict', '--ckpt_path', 'x']):\n"
     code += "    try: cli.main(argv)\n    except SystemExit as e: print('EXIT', e.code)\n"
     code += "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'pytorch_lightning') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.count("EXIT 0") == 5 and "EXIT 2" in done.stdout and "HEAVY []" in done.stdout
+    assert done.stdout.count("EXIT 0") == 7 and "EXIT 2" in done.stdout and "HEAVY []" in done.stdout
     assert "the following arguments are required: --input, --output" in done.stderr
     for flag in re.findall(r"--[a-z][\w.]*", done.stdout):  # one flag style: LightningCLI's underscores
         assert "-" not in flag[2:], flag

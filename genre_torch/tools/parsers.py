@@ -98,3 +98,39 @@ def prepare() -> ArgumentParser:
     p.add_argument("--split_seed", type=int, default=42, help="canonical split: 42")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     return p
+
+
+SEARCH_HELP = """Optuna studies of `fit` options on a shared storage with N workers. Options after the search's own are
+fit options, fixed for every trial (e.g. --config configs/music_genre.yaml --trainer.max_epochs 2). The study lives
+in <runs_dir>/<study>/study.db (SQLite) or --storage URL and resumes when the command runs again; every trial is a
+TensorBoard run. The test split never reaches a model. Details: docs/guide.md, "Search and sweeps"."""
+
+
+def _search(name: str, what: str) -> ArgumentParser:
+    """The options tune and sweep share; the rest of the command line are fit options (parse_known_args)."""
+    p = ArgumentParser(prog=f"genre-torch {name}", description=f"{what} {SEARCH_HELP}", allow_abbrev=False)
+    p.add_argument("--space", required=True, help="search space YAML (see configs/spaces/)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite in <runs_dir>/<study>/study.db)")
+    p.add_argument("--study", help="study name (default: <config name>-<space name>)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--out", type=Path, help="best config (tune) or markdown summary (sweep) file")
+    p.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
+    return p
+
+
+def tune() -> ArgumentParser:
+    """`genre-torch tune`."""
+    p = _search("tune", "TPE search with median pruning on validation accuracy; the best trial as a config.")
+    p.add_argument("--trials", type=int, default=30, help="trials in the whole study (all workers)")
+    p.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
+    return p
+
+
+def sweep() -> ArgumentParser:
+    """`genre-torch sweep`."""
+    p = _search("sweep", "Every cell of a grid once across the workers, then a markdown summary.")
+    p.add_argument("--limit", type=int, help="only the first LIMIT cells of the grid")
+    return p
+
+
+KNOWN_ARGS_ONLY = ("tune", "sweep")  # their unknown options are fit options

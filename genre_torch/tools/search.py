@@ -40,7 +40,7 @@ except ImportError:  # the extra is optional; say how to get it
 import yaml
 
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.tools.parsers import ArgumentParser
+from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
 from genre_torch.tools.search_summary import summary
@@ -65,18 +65,7 @@ class Job:
 def parse(argv: list[str], grid: bool) -> tuple[Any, list[str]]:
     """The search's own options and the remaining `fit` options."""
     name = "sweep" if grid else "tune"
-    parser = ArgumentParser(prog=f"genre-torch {name}", description=__doc__, allow_abbrev=False)
-    parser.add_argument("--space", required=True, help="search space YAML (see configs/spaces/)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: SQLite in <runs_dir>/<study>/study.db)")
-    parser.add_argument("--study", help="study name (default: <config name>-<space name>)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    parser.add_argument("--out", type=Path, help="best config (tune) or markdown summary (sweep) file")
-    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
-    if grid:
-        parser.add_argument("--limit", type=int, help="only the first LIMIT cells of the grid")
-    else:
-        parser.add_argument("--trials", type=int, default=30, help="trials in the whole study (all workers)")
-        parser.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
+    parser = parsers.sweep() if grid else parsers.tune()
     args, fit_args = parser.parse_known_args(argv)
     counts = {"workers": args.workers, "heartbeat": args.heartbeat, "trials": getattr(args, "trials", 1)}
     if getattr(args, "limit", None) is not None:
