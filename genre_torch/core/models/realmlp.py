@@ -51,11 +51,12 @@ class PBLDEmbeddings(nn.Module):
 class NumericInput(nn.Module):
     """The first n_numeric columns [smooth-clipped] [PBLD-embedded], the rest passed through; flat output."""
 
-    def __init__(self, in_features: int, n_numeric: int | None, clip: bool, embedding: PBLDEmbeddings | None) -> None:
+    def __init__(self, in_features: int, n_numeric: int | None, clip: bool, pbld: dict[str, Any] | None) -> None:
         super().__init__()
         self.n_numeric = in_features if n_numeric is None else min(n_numeric, in_features)
-        self.clip, self.embedding = clip, embedding
-        d = embedding.weight.shape[-1] + 1 if embedding is not None else 1
+        self.clip = clip
+        self.embedding = PBLDEmbeddings(self.n_numeric, **pbld) if pbld is not None else None
+        d = pbld["d_embedding"] if pbld is not None else 1
         self.out_features = in_features - self.n_numeric + self.n_numeric * d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,10 +178,9 @@ class RealMLP(Backbone):
     ) -> None:
         super().__init__()
         layers.check_probability("dropout", dropout)
-        for name, value in [("scale_lr_factor", scale_lr_factor), ("bias_lr_factor", bias_lr_factor)]:
-            layers.check_positive(name, value)
-        layers.check_positive("embedding_lr_factor", embedding_lr_factor)
-        layers.check_positive("activation_lr_factor", activation_lr_factor)
+        factors = [scale_lr_factor, bias_lr_factor, embedding_lr_factor, activation_lr_factor]
+        for name, value in zip(["scale", "bias", "embedding", "activation"], factors, strict=True):
+            layers.check_positive(f"{name}_lr_factor", value)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise GenreTorchError(f"betas must be two numbers in [0, 1), got {list(betas)}")
         self.factors = {
@@ -189,8 +189,7 @@ class RealMLP(Backbone):
             ParametricActivation: activation_lr_factor,
         }
         self.bias_lr_factor, self.betas = bias_lr_factor, tuple(betas)
-        n = in_features if n_numeric is None else min(n_numeric, in_features)
-        pbld = PBLDEmbeddings(n, n_frequencies, d_embedding, sigma) if embedding else None
+        pbld = {"n_frequencies": n_frequencies, "d_embedding": d_embedding, "sigma": sigma} if embedding else None
         self.input = NumericInput(in_features, n_numeric, smooth_clip, pbld)
         width = self.input.out_features
         self.scale = FrontScale(width) if front_scale else None
@@ -219,8 +218,7 @@ class RealMLP(Backbone):
         """Logits of shape (batch, num_classes); the first training batch initialises the layers (data_init)."""
         if self.training and not self._ready:
             self._initialize(x)
-        h = self.embed(x)
-        return self.head(h)
+        return self.head(self.embed(x))
 
     def _initialize(self, x: torch.Tensor) -> None:
         if not bool(self.initialized):  # one host sync per process: later calls read the Python flag
