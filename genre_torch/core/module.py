@@ -11,7 +11,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from genre_torch.core import fast
+from genre_torch.core import fast, models
 from genre_torch.core.checkpoint_io import nonfinite_tensor
 from genre_torch.core.checkpoints import CHECKPOINT_KEY
 from genre_torch.core.components import bound_arguments, to_config, to_factory
@@ -38,7 +38,7 @@ class GenreClassifier(pl.LightningModule):
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "onecycle"] | None = None,
+        scheduler: Literal["cosine", "onecycle", "coslog4"] | None = None,
         warmup: float = 0.0,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
@@ -55,9 +55,10 @@ class GenreClassifier(pl.LightningModule):
             optimizer: adam or adamw.
             lr: Learning rate.
             weight_decay: Weight decay (L2 for adam, decoupled for adamw).
-            scheduler: Per-step learning-rate schedule over the whole run: cosine or onecycle (None: constant).
-            warmup: Share of all steps spent warming the learning rate up linearly (cosine; onecycle's pct_start,
-                0.3 if 0).
+            scheduler: Per-step learning-rate schedule over the whole run: cosine, onecycle or coslog4 (RealMLP's
+                4 cosine cycles on a log time scale) (None: constant).
+            warmup: Share of all steps spent warming the learning rate up linearly (cosine, coslog4; onecycle's
+                pct_start, 0.3 if 0).
             compile: torch.compile the backbone in place (checkpoints keep their keys): true, or a mode such as
                 reduce-overhead (CUDA graphs on a GPU). The first steps compile.
         """
@@ -186,19 +187,29 @@ class GenreClassifier(pl.LightningModule):
         hp = self.hparams
         cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
         fused = all(p.device.type in ("cpu", "cuda") for p in self.parameters())  # one kernel, not a loop per tensor
-        opt = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+        groups = models.optimizer_groups(self.backbone, hp.lr, hp.weight_decay)  # a backbone may declare LR factors
+        own = {id(p) for p in self.backbone.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in own]  # a criterion's or transform's parameters
+        groups += [{"params": rest}] if rest else []
+        opt = cls(groups, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         if hp.scheduler is None:
             return opt
         steps = fast.total_steps(self.trainer)
         warm = int(hp.warmup * steps)
-        if hp.scheduler == "cosine":
-            cosine = lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, steps - warm))))  # noqa: E731
+        if hp.scheduler in ("cosine", "coslog4"):
+            shape = {  # multiplier of the learning rate over the run's progress t in [0, 1] after warm-up
+                "cosine": lambda t: 0.5 * (1 + math.cos(math.pi * t)),
+                # RealMLP's: 4 cosine cycles, each twice as long as the previous one
+                "coslog4": lambda t: 0.5 * (1 - math.cos(2 * math.pi * math.log2(1 + 15 * t))),
+            }[hp.scheduler]
+            progress = lambda step: min(1.0, (step - warm) / max(1, steps - warm))  # noqa: E731
             sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda step: (step + 1) / warm if step < warm else cosine(step)
+                opt, lambda step: (step + 1) / warm if step < warm else shape(progress(step))
             )
         else:
             pct = hp.warmup or 0.3
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps, pct_start=pct)
+            max_lr = [group["lr"] for group in opt.param_groups]
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=pct)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:

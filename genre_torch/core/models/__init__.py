@@ -32,6 +32,8 @@ class Backbone(nn.Module):
     - `embed(x) -> (batch, d)`: the penultimate representation; TensorBoard's projector shows it for test songs.
     - `forward_members(x) -> (batch, k, num_classes)`: logits of k ensemble members; the criterion then trains
       every member, and forward() must return the ensemble's logits.
+    - `parameter_groups() -> list[dict]`: torch optimiser parameter groups covering every parameter once; a group's
+      `lr_factor` / `wd_factor` multiply --model.lr / --model.weight_decay, other keys (e.g. `betas`) are torch's.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every architecture overrides it
@@ -56,6 +58,25 @@ def build(name: str, in_features: int, num_classes: int, **settings: Any) -> Bac
         return cls(in_features, num_classes, **settings)
     except TypeError as e:
         raise GenreTorchError(f"{cls.__name__}: {e}") from None
+
+
+def optimizer_groups(backbone: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Torch parameter groups for a backbone: its own `parameter_groups()` with the factors applied, else one group."""
+    if not hasattr(backbone, "parameter_groups"):
+        return [{"params": list(backbone.parameters()), "lr": lr, "weight_decay": weight_decay}]
+    groups, seen = [], []
+    for group in backbone.parameter_groups():
+        group = dict(group)
+        params = list(group.pop("params"))
+        lr_factor, wd_factor = group.pop("lr_factor", 1.0), group.pop("wd_factor", 1.0)
+        seen += [id(p) for p in params]
+        if params:
+            groups.append({**group, "params": params, "lr": lr * lr_factor, "weight_decay": weight_decay * wd_factor})
+    if sorted(seen) != sorted(id(p) for p in backbone.parameters()):
+        raise GenreTorchError(
+            f"{type(backbone).__name__}.parameter_groups() must list every parameter of the backbone exactly once"
+        )
+    return groups
 
 
 for _info in pkgutil.iter_modules(__path__):

@@ -15,6 +15,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+    "selu": nn.SELU,
+    "mish": nn.Mish,
 }
 NORMS: dict[str, type[nn.Module]] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
