@@ -127,5 +127,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m genre_torch.cli`: run the importable module, whose QUIET_LOGS others read
+    from genre_torch import cli
+
+    cli.main()

@@ -65,3 +65,13 @@ def test_tool_help_and_usage_errors_do_not_import_the_heavy_stack() -> None:
     assert "the following arguments are required: --input, --output" in done.stderr
     for flag in re.findall(r"--[a-z][\w.]*", done.stdout):  # one flag style: LightningCLI's underscores
         assert "-" not in flag[2:], flag
+
+
+def test_a_sweep_in_one_process_is_as_quiet_as_fit(data_env, tmp_path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("model.backbone.hidden_dims: {choices: [[16], [32]]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", str(space), "--runs_dir", str(tmp_path / "runs")]
+    done = run([*args, "--trainer.max_epochs", "1", "--data.batch_size", "64"], Path.cwd())
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "GPU available" not in out and "litlogger" not in out, out  # Lightning's banners stay off in trials
