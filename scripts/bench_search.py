@@ -1,12 +1,13 @@
 """Benchmark of `genre-torch sweep`: the seeds' study on N workers, and N workers / 1 worker throughput.
 
 python scripts/bench_search.py [--config configs/music_genre.yaml] [--space configs/spaces/seeds_study.yaml]
-    [--workers 2] [--subset 21] [--out_dir DIR] [--gpu] [--gpu_workers 1 2 4 8] [--quick]
+    [--workers 2] [--subset 21] [--full_timeout S] [--out_dir DIR] [--gpu] [--gpu_workers 1 2 4 8] [--quick]
     [any --trainer.* --model.* --data.* fit option, fixed for every training]
 
 In one run, side by side: the subset (the first --subset cells of the grid; in seeds_study.yaml seed 0, relu,
 every depth and width) with 1 worker and with --workers, then the whole grid with --workers (every cell
-trained to early stop), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
+trained to early stop; --full_timeout S: no new training after S seconds, and the row says how many cells
+finished), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
 subset on the GPU with each of --gpu_workers processes (trainings/hour, mean GPU utilisation read from NVML).
 Prints markdown with its command and date, then the sweep's summary. --quick: a seconds-long smoke run.
 """
@@ -28,11 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep(name: str, workers: int, limit: int | None, args: argparse.Namespace, extra: list[str]) -> dict:
+def sweep(
+    name: str, workers: int, limit: int | None, args: argparse.Namespace, extra: list[str], timeout: float | None = None
+) -> dict:
     """Run one fresh `genre-torch sweep` as a subprocess; its wall time and finished cells."""
     runs = args.out_dir / "runs"
     cmd = [sys.executable, "-m", "genre_torch.cli", "sweep", "--config", args.config, "--space", args.space]
     cmd += ["--study", name, "--workers", str(workers), *(["--limit", str(limit)] if limit else [])]
+    cmd += ["--timeout", str(timeout)] if timeout else []
     cmd += ["--runs_dir", str(runs), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "seeds_study.yaml"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--subset", type=int, default=21, help="cells of the throughput comparison")
+    parser.add_argument("--full_timeout", type=float, help="seconds after which the whole grid starts no new cell")
     parser.add_argument("--out_dir", type=Path, default=None, help="a new or empty folder (default: a temporary one)")
     parser.add_argument("--gpu", action="store_true", help="add the subset on the GPU with --gpu_workers processes")
     parser.add_argument("--gpu_workers", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -94,7 +99,10 @@ def main() -> None:
 
     one = sweep("subset_1", 1, args.subset, args, extra)
     many = sweep(f"subset_{args.workers}", args.workers, args.subset, args, extra)
-    full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra)
+    full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra, args.full_timeout)
+    from genre_torch.tools.search_space import SearchSpace
+
+    grid = len(SearchSpace.load(args.space).grid()[:full_limit])
     gpu_rows = []
     for n in args.gpu_workers if args.gpu else []:
         stop, samples = threading.Event(), []
@@ -113,11 +121,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print(row(f"subset (first {args.subset} cells)", "cpu", one))
     print(row(f"subset (first {args.subset} cells)", "cpu", many))
-    print(row(f"full grid ({full['cells']} cells)", "cpu", full))
+    print(row(f"full grid ({full['cells']} of {grid} cells)", "cpu", full))
     print("\n".join(gpu_rows) if gpu_rows else "| GPU rows | not measured (no --gpu) | | | | | |")
     ratio = (many["cells"] / many["wall"]) / (one["cells"] / one["wall"])
-    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x; the full grid took "
-          f"{full['wall'] / 60:.1f} min with {args.workers} workers.\n")  # fmt: skip
+    left = grid - full["cells"]
+    minutes = f"{full['wall'] / 60:.1f} min"
+    full_text = f"had {left} cells left after {minutes}" if left else f"took {minutes}"
+    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x; the full grid {full_text} "
+          f"with {args.workers} workers.\n")  # fmt: skip
     print(full["summary"], end="")
 
 

@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{e2e['epochs']} epochs, test accuracy {e2e['test_accuracy']}, peak RSS {e2e['peak_rss_mib']:.0f} MiB"
             )
             print(
-                f"startup (own subprocess): import of torch + Lightning + genre_torch {e2e['import_s']:.2f} s + data load and preprocessing "
+                f"startup (own subprocess): import of torch + Lightning + genre_torch {e2e['import_s']:.2f} s + "
+                f"data load and preprocessing "
                 f"{e2e['load_s']:.2f} s = {e2e['import_s'] + e2e['load_s']:.2f} s"
             )
     result["load_average_end"] = os.getloadavg()

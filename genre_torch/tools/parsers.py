@@ -115,6 +115,7 @@ def _search(name: str, what: str) -> ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--out", type=Path, help="best config (tune) or markdown summary (sweep) file")
     p.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
+    p.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial (rerun resumes)")
     return p
 
 
@@ -122,7 +123,6 @@ def tune() -> ArgumentParser:
     """`genre-torch tune`."""
     p = _search("tune", "TPE search with median pruning on validation accuracy; the best trial as a config.")
     p.add_argument("--trials", type=int, default=30, help="trials in the whole study (all workers)")
-    p.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
     return p
 
 
