@@ -43,9 +43,11 @@ def outcome(dm: GenreDataModule, predicted: np.ndarray, seconds: float, note: st
 
 def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
     """`genre-torch fit` one config with one seed; its best (validation) checkpoint scored once on test."""
-    from genre_torch.cli import run_cli
+    from genre_torch.cli import quiet_console, run_cli
 
+    quiet_console()  # the epoch lines and real warnings only, as `genre-torch fit` prints them
     args = ["fit", "--config", str(config), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"]
+    args += ["--test_after_fit", "false"]  # the best checkpoint is scored on test below, once
     args += [f"--data.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in data.items() if v is not None]
     args += ["--runs_dir", f"{workdir}/runs", "--checkpoints_dir", f"{workdir}/checkpoints"]
     args += ["--trainer.max_epochs", "2"] if quick else []
