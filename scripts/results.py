@@ -6,12 +6,15 @@ python scripts/results.py [--seeds 0 1 2] [--configs configs/music_genre.yaml ..
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from genre_torch.cli import run_cli
+from genre_torch.cli import quiet_console, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +63,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
+    quiet_console()  # the epoch lines and real warnings only, as `genre-torch fit` prints them
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for config in args.configs:
@@ -70,7 +74,10 @@ def main() -> None:
             seconds = statistics.mean(r["seconds"] for r in runs)
             cells = [config.stem, "audio", mean_std(acc), mean_std(f1), per_seed, f"{epochs:.0f}", f"{seconds:.0f}"]
             rows.append("| " + " | ".join(cells) + " |")
-    print(f"\nseeds {args.seeds}; canonical split (test 20 %, seed 42; validation 10 % of the rest)\n")
+    command = shlex.join(["python", "scripts/results.py", *sys.argv[1:]])
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    split = "canonical split (test 20 %, seed 42; validation 10 % of the rest)"
+    print(f"\n`{command}` ({date}); seeds {args.seeds}; {split}\n")
     print("| config | features | test accuracy % | macro-F1 % | per seed | epochs | seconds |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
