@@ -160,6 +160,7 @@ class GenreDataModule(pl.LightningDataModule):
         meta_smoothing: float = 1.0,
         meta_folds: int = 5,
         missing_indicators: bool = False,
+        scaling: Literal["standard", "robust"] = "standard",
         split: Literal["canonical", "artist", "song"] = "canonical",
         stream: bool | None = None,
     ) -> None:
@@ -185,6 +186,8 @@ class GenreDataModule(pl.LightningDataModule):
             meta_smoothing: Pseudo-count m pulling a rare artist's genre frequencies towards the prior.
             meta_folds: Folds of the out-of-fold encoding of training rows.
             missing_indicators: Add a 0/1 column per numeric column that has missing values in training.
+            scaling: standard ((x - mean) / std) or robust ((x - median) / interquartile range, RealMLP's
+                robust scaling; pair it with a backbone's smooth clipping), all statistics from training rows.
             split: canonical (stratified rows), artist (no first artist in two splits) or song (no song in two
                 splits: rows with identical features or the same spec.song_id); see core/split.py, core/songs.py.
             stream: With a prepared folder as path: read batches from Parquet row groups instead of holding
@@ -219,6 +222,7 @@ class GenreDataModule(pl.LightningDataModule):
             meta_folds,
             missing_indicators,
             {c: o for c, o in self.spec.text.items() if c in chosen},
+            scaling,
         )
         self.split = split
         self._songs: np.ndarray | None = None

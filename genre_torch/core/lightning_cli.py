@@ -21,7 +21,7 @@ from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.runs import claim_version, release, resumed_version
 
-HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "batches_per_step")
+HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "scaling", "batches_per_step")
 
 
 class CLIError(GenreTorchError):

@@ -117,9 +117,12 @@ def load_prepared(dm: Any) -> Any:
     if (
         hp.get("features", "audio") != "audio"
         or hp.get("missing_indicators")
+        or hp.get("scaling", "standard") != "standard"
         or hp.get("split", "canonical") != "canonical"
     ):
-        raise GenreTorchError(f"{dm.path} holds the audio feature set on the canonical split; train from the CSV")
+        raise GenreTorchError(
+            f"{dm.path} holds the standardised audio feature set on the canonical split; train from the CSV"
+        )
     dm.prepared, dm.preprocessor = data, data.preprocessor
     dm.splits = {s: data.row_ids(s) for s in SPLITS}
     if not (dm.stream or (dm.stream is None and not data.fits_in_memory())):

@@ -13,18 +13,35 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.titles import TextEncoder
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
+SCALINGS = ("standard", "robust")
+
+
+def standard_scale(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: mean and standard deviation."""
+    return np.array([c.mean() for c in columns]), np.array([c.std() for c in columns])
+
+
+def robust_scale(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: median and interquartile range, or half the min-max range where the quartiles are equal
+    (a mostly-constant column keeps its rare values distinct instead of blowing them up)."""
+    if not columns or not len(columns[0]):
+        return np.zeros(len(columns)), np.ones(len(columns))
+    q = np.array([np.quantile(c, [0.0, 0.25, 0.5, 0.75, 1.0]) for c in columns])
+    iqr, half_range = q[:, 3] - q[:, 1], (q[:, 4] - q[:, 0]) / 2
+    return q[:, 2], np.where(iqr > 0, iqr, half_range)
 
 
 class Preprocessor:
     """Turns clean feature columns into a float32 matrix and genre names into class indices.
 
-    Numeric columns: missing values get the training median, then (x - mean) / std with training
-    mean and std. Categorical columns: one-hot over the categories seen in training rows; an unseen
-    or missing category is the all-zero vector. Optional extras, appended after these columns:
-    missing-value indicators (numeric columns with gaps in training), target-encoded metadata columns
-    (encoders.TargetEncoder), then target-encoded title n-grams (titles.TextEncoder). Because training
-    rows get an out-of-fold encoding of these (folds grouped by song), encode them with fit_transform();
-    transform() encodes any other rows with full-train statistics.
+    Numeric columns: missing values get the training median, then (x - center) / scale: training mean and
+    std (scaling="standard"), or training median and interquartile range (scaling="robust", after RealMLP;
+    half the min-max range where the quartiles are equal), kept in `mean` and `std`. Categorical columns:
+    one-hot over the categories seen in training rows; an unseen or missing category is the all-zero vector.
+    Optional extras, appended after these columns: missing-value indicators (numeric columns with gaps in
+    training), target-encoded metadata columns (encoders.TargetEncoder), then target-encoded title n-grams
+    (titles.TextEncoder). Because training rows get an out-of-fold encoding of these (folds grouped by song),
+    encode them with fit_transform(); transform() encodes any other rows with full-train statistics.
     All fitted state is plain tensors and lists.
     """
 
@@ -37,7 +54,11 @@ class Preprocessor:
         folds: int = 5,
         missing_indicators: bool = False,
         text: dict[str, dict[str, int]] | None = None,
+        scaling: str = "standard",
     ) -> None:
+        if scaling not in SCALINGS:
+            raise GenreTorchError(f"unknown scaling {scaling!r}; known: {', '.join(SCALINGS)}")
+        self.scaling = scaling
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.median = self.mean = self.std = torch.empty(0)
@@ -100,10 +121,10 @@ class Preprocessor:
         np.copyto(values, median, where=missing)  # filled in place; column by column below: no full-size temporaries
         del missing
         columns = [values[:, j] for j in range(values.shape[1])]
-        std = np.array([col.std() for col in columns])
+        center, scale = robust_scale(columns) if self.scaling == "robust" else standard_scale(columns)
         self.median = torch.tensor(median, dtype=torch.float64)
-        self.mean = torch.tensor(np.array([col.mean() for col in columns]), dtype=torch.float64)
-        self.std = torch.tensor(np.where(std > 0, std, 1.0), dtype=torch.float64)
+        self.mean = torch.tensor(center, dtype=torch.float64)
+        self.std = torch.tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float64)
         self.vocab = {c: sorted(pick(c).dropna().unique().tolist()) for c in self.categorical}
         self.classes = sorted(labels.unique().tolist())
         self.indicators = [c for c, gap in zip(self.numeric, gaps, strict=True) if gap and self.missing_indicators]
@@ -204,6 +225,7 @@ class Preprocessor:
         """All fitted state as plain tensors, lists and dicts (safe for weights_only loading)."""
         return {
             "numeric": self.numeric,
+            "scaling": self.scaling,
             "categorical": self.categorical,
             "median": self.median,
             "mean": self.mean,
@@ -219,6 +241,7 @@ class Preprocessor:
         """Restore the state written by state_dict()."""
         self.numeric, self.categorical = list(state["numeric"]), list(state["categorical"])
         self.median, self.mean, self.std = state["median"], state["mean"], state["std"]
+        self.scaling = state.get("scaling", "standard")  # only the names differ: both are (x - mean) / std
         self.vocab, self.classes = dict(state["vocab"]), list(state["classes"])
         self.indicators = list(state.get("indicators", []))
         self.encoders = {c: TargetEncoder.from_state_dict(e) for c, e in state.get("meta", {}).items()}

@@ -23,7 +23,7 @@ from genre_torch.core.songs import has_twin
 from genre_torch.tools import anchors
 from genre_torch.tools.trees import fit_predict_hgb, hgb_model
 
-ENCODING_KEYS = ("missing_indicators", "meta_folds", "meta_smoothing", "meta_columns", "test_fraction",
+ENCODING_KEYS = ("missing_indicators", "scaling", "meta_folds", "meta_smoothing", "meta_columns", "test_fraction",
                  "val_fraction", "split_seed")  # fmt: skip
 
 

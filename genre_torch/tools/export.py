@@ -28,7 +28,7 @@ from genre_torch.tools import parsers
 from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
 
 FORMATS = ("onnx", "torchscript")
-SUPPORTED_STATE = {"numeric", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
+SUPPORTED_STATE = {"numeric", "scaling", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
 
 
 class ExportedModel(nn.Module):
