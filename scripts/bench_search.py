@@ -7,7 +7,7 @@ python scripts/bench_search.py [--config configs/music_genre.yaml] [--space conf
 In one run, side by side: the subset (the first --subset cells of the grid; in seeds_study.yaml seed 0, relu,
 every depth and width) with 1 worker and with --workers, then the whole grid with --workers (every cell
 trained to early stop; --full_timeout S: no new training after S seconds, and the row says how many cells
-finished), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
+finished; 0 skips it), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
 subset on the GPU with each of --gpu_workers processes (trainings/hour, mean GPU utilisation read from NVML).
 Prints markdown with its command and date, then the sweep's summary. --quick: a seconds-long smoke run.
 """
@@ -77,7 +77,9 @@ def main() -> None:
     parser.add_argument("--space", default=str(ROOT / "configs" / "spaces" / "seeds_study.yaml"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--subset", type=int, default=21, help="cells of the throughput comparison")
-    parser.add_argument("--full_timeout", type=float, help="seconds after which the whole grid starts no new cell")
+    parser.add_argument(
+        "--full_timeout", type=float, help="seconds after which the whole grid starts no new cell (0: skip the grid)"
+    )
     parser.add_argument("--out_dir", type=Path, default=None, help="a new or empty folder (default: a temporary one)")
     parser.add_argument("--gpu", action="store_true", help="add the subset on the GPU with --gpu_workers processes")
     parser.add_argument("--gpu_workers", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -99,7 +101,9 @@ def main() -> None:
 
     one = sweep("subset_1", 1, args.subset, args, extra)
     many = sweep(f"subset_{args.workers}", args.workers, args.subset, args, extra)
-    full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra, args.full_timeout)
+    full = None
+    if args.full_timeout != 0:
+        full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra, args.full_timeout)
     from genre_torch.tools.search_space import SearchSpace
 
     grid = len(SearchSpace.load(args.space).grid()[:full_limit])
@@ -121,14 +125,21 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     print(row(f"subset (first {args.subset} cells)", "cpu", one))
     print(row(f"subset (first {args.subset} cells)", "cpu", many))
-    print(row(f"full grid ({full['cells']} of {grid} cells)", "cpu", full))
+    if full is None:
+        print("| full grid | not run (--full_timeout 0) | | | | | |")
+    else:
+        print(row(f"full grid ({full['cells']} of {grid} cells)", "cpu", full))
     print("\n".join(gpu_rows) if gpu_rows else "| GPU rows | not measured (no --gpu) | | | | | |")
     ratio = (many["cells"] / many["wall"]) / (one["cells"] / one["wall"])
+    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x", end="")
+    if full is None:
+        print(".\n")
+        print(many["summary"], end="")
+        return
     left = grid - full["cells"]
     minutes = f"{full['wall'] / 60:.1f} min"
     full_text = f"had {left} cells left after {minutes}" if left else f"took {minutes}"
-    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x; the full grid {full_text} "
-          f"with {args.workers} workers.\n")  # fmt: skip
+    print(f"; the full grid {full_text} with {args.workers} workers.\n")
     print(full["summary"], end="")
 
 
