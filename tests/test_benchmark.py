@@ -26,6 +26,7 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` \(\d{4}-\d\d-\d\d\)", out)
+    assert not [line for line in out.splitlines() if line.startswith("epoch ")]  # fits log to stderr, not the table
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
     cells = [re.split(r"\s*\|\s*", line)[1:-1] for line in table]
     assert len(cells) == 3 * (len(models) + 1)  # (models + the network's seed ensemble) x 3 splits

@@ -3,9 +3,11 @@ all test rows and apart on the rows whose song has a twin in training (core/song
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,8 @@ def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> d
     args += ["--runs_dir", f"{workdir}/runs", "--checkpoints_dir", f"{workdir}/checkpoints"]
     args += ["--trainer.max_epochs", "2"] if quick else []
     start = time.perf_counter()
-    cli = run_cli(args)
+    with contextlib.redirect_stdout(sys.stderr):  # epoch lines to stderr: stdout is the benchmark's table
+        cli = run_cli(args)
     seconds = time.perf_counter() - start
     best = cli.trainer.checkpoint_callback.best_model_path
     model = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
