@@ -66,6 +66,8 @@ def test_raw_rows_chunks_and_unscorable_rows(capsys, tmp_path) -> None:
     assert (a["error"][empty] == ALL_MISSING).all() and a["predicted_genre"][empty].isna().all()
     assert a["error"][~empty].isna().all() and a["predicted_genre"][~empty].notna().all()
     assert list(a.columns[:3]) == ["instance_id", "artist_name", "track_name"]
+    ids = (tmp_path / "a.csv").read_text().splitlines()[1 + int(np.flatnonzero(~empty)[0])].split(",")[0]
+    assert ids == str(int(raw["instance_id"][~empty].iloc[0]))  # not "32894.0" although empty rows made it float
 
 
 def test_python_api_returns_the_same_table(tmp_path, capsys) -> None:

@@ -56,6 +56,12 @@ class Predictor:
             clean = self.spec.clean(df, training=False)  # keeps every row, in order; checks the columns
         keep = [c for c in (*self.spec.id_columns, self.spec.target) if c in df.columns]
         out = df[keep].copy()
+        for col in keep:  # integer ids that pandas read as float because of empty rows: written as read
+            values = out[col]
+            if values.dtype.kind == "f" and values.notna().any():
+                known = values.dropna()
+                if ((known % 1 == 0) & (known.abs() < 2**53)).all():
+                    out[col] = values.astype("Int64")
         scorable = clean[list(self.spec.features)].notna().any(axis=1).to_numpy().copy()
         probs = np.full((len(df), len(self.classes)), np.nan, dtype=np.float32)
         probs[scorable] = self.probabilities(clean[scorable])
