@@ -6,7 +6,8 @@
 
 tune: TPE on validation accuracy with median pruning; the best trial is written as a complete config
 (default <runs_dir>/<study>/best.yaml; `genre-torch fit --config` retrains and tests it once). sweep: every
-cell of the grid exactly once (queued trials that the workers claim one by one), then a markdown summary.
+cell of the grid exactly once (queued in the space file's order, the last key varying fastest, and claimed one by
+one: list the costliest choices first so that the workers finish together), then a markdown summary.
 The search space format is in genre_torch/tools/search_space.py; examples in configs/spaces/. Options after
 the search's own are `fit` options, fixed for every trial. The test split never reaches a model here.
 
