@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import multiprocessing
+import os
 import shlex
 import sys
 import tempfile
@@ -85,7 +86,8 @@ def main() -> None:
                 grid.append((dataset, label, split, model, name, data, len(tasks), len(todo)))
                 tasks += todo
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=single_threaded) as pool:
+        workers = {"mp_context": context, "initializer": single_threaded, "initargs": (os.getpid(),)}
+        with ProcessPoolExecutor(args.jobs, **workers) as pool:
             results = list(pool.map(run_task, tasks))
         for dataset, label, split, model, name, data, first, count in grid:
             runs = results[first : first + count]

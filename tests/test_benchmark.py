@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,56 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
         assert row[2] != "song" or n_twin == 0  # no song in training and test: no twin rows
     single, ensemble = cells[len(models) - 1], cells[len(models)]
     assert "ensemble" in ensemble[3] and ensemble[4] == single[4]  # 1 seed: the checkpoint re-encodes raw rows alike
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is pid (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie or a gone process does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_killing_the_benchmark_stops_its_workers(tmp_path) -> None:
+    folder = real_file("music_genre").parent
+    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
+    cmd += ["--features", "audio", "--splits", "canonical", "--models", "mlp", "--seeds", "0", "1", "--jobs", "2"]
+    env = {**os.environ, "GENRE_TORCH_DATA_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)  # the resource tracker is a child too: workers are the ones running spawn_main
+            workers = [c for c in children(parent.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, "the benchmark never started its two workers"
+        time.sleep(3)  # inside their initialiser or a task by now
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(30)
+        deadline = time.monotonic() + 30
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if alive(w)], "workers kept running after the benchmark was killed"
+    finally:
+        parent.kill()
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(

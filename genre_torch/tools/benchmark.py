@@ -4,8 +4,10 @@ all test rows and apart on the rows whose song has a twin in training (core/song
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -24,6 +26,8 @@ from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.songs import has_twin
 from genre_torch.tools import anchors
 from genre_torch.tools.trees import fit_predict_hgb, hgb_model
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 
 ENCODING_KEYS = ("missing_indicators", "scaling", "meta_folds", "meta_smoothing", "meta_columns", "test_fraction",
                  "val_fraction", "split_seed")  # fmt: skip
@@ -103,9 +107,15 @@ def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
     return path
 
 
-def single_threaded() -> None:
-    """Worker initialiser: one thread per model (OpenMP spin-waits badly on a shared machine)."""
+def single_threaded(parent: int | None = None) -> None:
+    """Worker initialiser: one thread per model (OpenMP spin-waits badly on a shared machine). On Linux a worker
+    of the process `parent` also stops when that process dies (`kill PID` would otherwise leave it training)."""
     from threadpoolctl import threadpool_limits
+
+    if parent is not None and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died while this worker was starting, before the signal was asked for
+            os._exit(1)
 
     os.environ["OMP_NUM_THREADS"] = "1"
     threadpool_limits(1)
