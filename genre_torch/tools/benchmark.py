@@ -115,7 +115,7 @@ def single_threaded(parent: int | None = None) -> None:
     if parent is not None and sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # it died while this worker was starting, before the signal was asked for
-            os._exit(1)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     os.environ["OMP_NUM_THREADS"] = "1"
     threadpool_limits(1)
