@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--out_dir", type=Path, default=None, help="a new or empty folder (default: a temporary one)")
     parser.add_argument("--gpu", action="store_true", help="add the subset on the GPU with --gpu_workers processes")
     parser.add_argument("--gpu_workers", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--quick", action="store_true", help="2-cell subset, 4-cell grid, 1 epoch (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="2-cell subset, 4-cell grid, 10 steps each (a smoke test)")
     args, extra = parser.parse_known_args()
     if args.gpu:
         import torch
@@ -96,7 +96,8 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     full_limit = None
     if args.quick:
-        args.subset, full_limit, extra = 2, 4, ["--trainer.max_epochs", "1", *extra]
+        debug = ["--config", str(ROOT / "configs" / "presets" / "debug.yaml"), "--trainer.max_steps", "10"]
+        args.subset, full_limit, extra = 2, 4, [*debug, *extra]  # 2 epochs of 5 batches (the space fixes max_epochs)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     one = sweep("subset_1", 1, args.subset, args, extra)

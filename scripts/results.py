@@ -1,4 +1,4 @@
-"""Print the README results table: each dataset config trained to early stop, over several seeds.
+"""Print the README results table: each dataset config trained as it says (then tested once), over several seeds.
 
 python scripts/results.py [--seeds 0 1 2] [--configs configs/music_genre.yaml ...]
 """
@@ -6,6 +6,7 @@ python scripts/results.py [--seeds 0 1 2] [--configs configs/music_genre.yaml ..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import statistics
 import sys
@@ -22,21 +23,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def train(config: Path, seed: int, workdir: str) -> dict[str, float]:
     """Fit one config with one seed; return test metrics, epochs and wall seconds."""
     start = time.perf_counter()
-    cli = run_cli(
-        [
-            "fit",
-            "--config",
-            str(config),
-            "--seed_everything",
-            str(seed),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--runs_dir",
-            f"{workdir}/runs",
-            "--checkpoints_dir",
-            f"{workdir}/checkpoints",
-        ]
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # epoch lines to stderr: stdout is the table
+        cli = run_cli(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--seed_everything",
+                str(seed),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--runs_dir",
+                f"{workdir}/runs",
+                "--checkpoints_dir",
+                f"{workdir}/checkpoints",
+            ]
+        )
     metrics = cli.trainer.callback_metrics
     return {
         "acc": float(metrics["test/acc"]),

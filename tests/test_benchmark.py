@@ -107,3 +107,16 @@ def test_anchor_learns_a_toy_problem_and_keeps_class_columns(name: str) -> None:
     proba, note = anchors.fit_anchor(name, data, 4, seed=0, quick=name != "realmlp")  # its quick 2 epochs: too few
     assert proba.shape == (100, 4) and np.allclose(proba.sum(1), 1, atol=1e-5) and note
     assert (proba.argmax(1) == y[500:]).mean() > 0.6  # chance is about 0.3
+
+
+def test_results_prints_only_its_table_on_stdout(data_env: Path, tmp_path: Path) -> None:
+    config = tmp_path / "short.yaml"
+    config.write_text((ROOT / "configs" / "music_genre.yaml").read_text().replace("max_epochs: 10", "max_epochs: 2"))
+    cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--configs", str(config), "--seeds", "0", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
+    assert "epoch 2/2" in done.stderr  # the fits' lines go to stderr
+    lines = [line for line in done.stdout.splitlines() if line]
+    assert lines[0].startswith("`python scripts/results.py --configs") and lines[1].startswith("| config |")
+    (row,) = lines[3:]
+    assert row.startswith("| short | audio | ") and row.split(" | ")[5] == "2"  # 2 epochs, as the config says

@@ -17,6 +17,7 @@ ARGS = [
     *("fit", "--config", CONFIG, "--trainer.max_epochs", "5", "--data.batch_size", "64"),
     *("--model.backbone.dropout", "0.2", "--early_stopping.patience", "100"),
     *("--model.batch_transform", "Mixup"),  # random draws of its own, restored from the checkpoint too
+    *("--checkpoint.save_top_k", "-1"),  # a checkpoint every epoch, so last.ckpt is the final epoch's
 ]
 KILLER = """
 import os, signal, sys, pytorch_lightning as pl
