@@ -2,7 +2,7 @@
 
 python scripts/benchmark_accuracy.py [--datasets music_genre spotify_tracks] [--features audio audio+meta]
     [--splits canonical song artist] [--models lightgbm catboost realmlp best] [--seeds 0 1 2]
-    [--meta_columns artist_name ...] [--ensemble] [--jobs 1] [--quick]
+    [--meta_columns artist_name ...] [--ensemble] [--blend] [--jobs 1] [--quick]
 
 Splits: canonical (stratified rows, DESIGN.md), song (no song in two splits: rows with identical audio features
 or the same track_id are one song) and artist (no first artist in two splits). Every row reports test accuracy
@@ -16,7 +16,9 @@ tested once). `lightgbm`, `catboost`, `realmlp` (pytabkit) are the anchors of ge
 `hgb` scikit-learn's HistGradientBoosting: they get the encoded features of the `best` config's data settings.
 An anchor whose package is missing is left out with the reason printed. --meta_columns restricts audio+meta to
 some metadata sources (e.g. track_name: the titles alone). --ensemble adds a row per network: the mean class
-probability of its seed checkpoints. --quick trains on a stratified sample of 3,000 rows for 2 epochs with tiny
+probability of its seed checkpoints. --blend adds a row per dataset, features and split: the mean over the
+models of each model's seed-mean class probability, equal weights (nothing fitted, so no split is used to choose).
+--quick trains on a stratified sample of 3,000 rows for 2 epochs with tiny
 grids (CI smoke test; its numbers mean nothing). --jobs N runs N tasks at a time, each on one thread.
 """
 
@@ -33,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from genre_torch.tools.anchors import ANCHORS, missing
-from genre_torch.tools.benchmark import config_data, ensemble, quick_sample, run_task, single_threaded, summary
+from genre_torch.tools.benchmark import blend, config_data, ensemble, quick_sample, run_task, single_threaded, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("canonical", "song", "artist")
@@ -58,9 +60,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--meta_columns", nargs="+", default=None, help="metadata sources of audio+meta rows")
     parser.add_argument("--ensemble", action="store_true", help="add the seed ensemble of every network")
+    parser.add_argument("--blend", action="store_true", help="add the equal-weight blend of the models (not hgb)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run at a time (worker processes)")
     parser.add_argument("--quick", action="store_true", help="3,000-row sample, 2 epochs, tiny grids (CI)")
     args = parser.parse_args()
+    if args.blend and ("hgb" in args.models or len(args.models) < 2):
+        parser.error("--blend needs at least two models, none of them hgb (it gives no class probabilities)")
     skipped = {m: missing(m) for m in args.models if m in ANCHORS and missing(m)}
     for reason in skipped.values():
         print(f"left out: {reason}", flush=True)
@@ -89,6 +94,7 @@ def main() -> None:
         workers = {"mp_context": context, "initializer": single_threaded, "initargs": (os.getpid(),)}
         with ProcessPoolExecutor(args.jobs, **workers) as pool:
             results = list(pool.map(run_task, tasks))
+        blended: dict[tuple[str, str, str], list[tuple[str, list[dict]]]] = {}
         for dataset, label, split, model, name, data, first, count in grid:
             runs = results[first : first + count]
             rows.append([dataset, label, split, name, *summary(runs)])
@@ -96,6 +102,12 @@ def main() -> None:
                 result = ensemble([r["best"] for r in runs], data)
                 rows.append([dataset, label, split, f"{name}, {len(runs)}-seed ensemble", *summary([result])[:4]])
                 rows[-1] += ["-", "-"]
+            members = blended.setdefault((dataset, label, split), [])
+            members.append((model, runs))
+            if args.blend and len(members) == len(args.models) - len(skipped):  # the group's last model
+                what = " + ".join(m if m in ANCHORS else Path(m).name for m, _ in members)
+                result = blend([r for _, r in members])
+                rows.append([dataset, label, split, f"blend, equal weights: {what}", *summary([result])[:4], "-", "-"])
     command = shlex.join(["python", "scripts/benchmark_accuracy.py", *sys.argv[1:]])
     print(f"\n`{command}` ({datetime.date.today().isoformat()}); seeds {args.seeds}; test 20 %, validation 10 % of")
     print("the rest; twin rows: test rows whose song (identical audio features or track_id) is also in training.\n")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from genre_torch.tools import anchors
+from genre_torch.tools.benchmark import blend
 from tests.conftest import real_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +26,16 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     folder = real_file("music_genre").parent
     models = [m for m in anchors.ANCHORS if not anchors.missing(m)] + ["best"]
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
-    cmd += ["--features", "audio+meta", "--seeds", "0", "--ensemble", "--models", *models]
+    cmd += ["--features", "audio+meta", "--seeds", "0", "--ensemble", "--blend", "--models", *models]
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` \(\d{4}-\d\d-\d\d\)", out)
     assert not [line for line in out.splitlines() if line.startswith("epoch ")]  # fits log to stderr, not the table
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
     cells = [re.split(r"\s*\|\s*", line)[1:-1] for line in table]
-    assert len(cells) == 3 * (len(models) + 1)  # (models + the network's seed ensemble) x 3 splits
-    assert [c[2] for c in cells] == [s for s in ("canonical", "song", "artist") for _ in range(len(models) + 1)]
+    assert len(cells) == 3 * (len(models) + 2)  # (models + the network's seed ensemble + the blend) x 3 splits
+    assert [c[2] for c in cells] == [s for s in ("canonical", "song", "artist") for _ in range(len(models) + 2)]
+    assert all(c[3].startswith("blend, equal weights: ") for c in cells[len(models) + 1 :: len(models) + 2])
     for row in cells:
         assert 10.0 < float(row[4].split(" ")[0]) <= 100.0, row  # 10 genres: chance is 10 %
         n_twin, n_free = (int(re.search(r"\((\d+)\)$", row[i]).group(1)) for i in (5, 6))
@@ -120,3 +122,19 @@ def test_results_prints_only_its_table_on_stdout(data_env: Path, tmp_path: Path)
     assert lines[0].startswith("`python scripts/results.py --configs") and lines[1].startswith("| config |")
     (row,) = lines[3:]
     assert row.startswith("| short | audio | ") and row.split(" | ")[5] == "2"  # 2 epochs, as the config says
+
+
+def test_blend_is_the_equal_weight_mean_of_each_models_seed_mean() -> None:
+    y, twins = np.array([0, 1]), np.array([False, True])
+
+    def run(*rows: list[float]) -> dict:
+        return {"y": y, "twins": twins, "proba": np.array(rows)}
+
+    # model a (two seeds) says class 0 on both rows, model b says class 1 on both; only row 1 leans to b overall
+    a = [run([0.9, 0.1], [0.6, 0.4]), run([0.7, 0.3], [0.6, 0.4])]
+    b = [run([0.4, 0.6], [0.2, 0.8])]
+    result = blend([a, b])  # row 0: (0.8 + 0.4) / 2 = 0.6 for class 0; row 1: (0.6 + 0.2) / 2 = 0.4 for class 0
+    assert result["hits"].tolist() == [True, True] and result["acc"] == 1.0
+    assert blend([a])["hits"].tolist() == [True, False]
+    with pytest.raises(ValueError, match="same test rows"):
+        blend([a, [{**b[0], "y": y[::-1]}]])

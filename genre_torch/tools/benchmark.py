@@ -39,12 +39,16 @@ def config_data(config: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in ENCODING_KEYS}
 
 
-def outcome(dm: GenreDataModule, predicted: np.ndarray, seconds: float, note: str = "", best: str = "") -> dict:
-    """Per-run result: accuracy and macro-F1 on test, hits and twin flags per test row, seconds, notes."""
+def outcome(
+    dm: GenreDataModule, predicted: np.ndarray, seconds: float, note: str = "", best: str = "", proba: Any = None
+) -> dict:
+    """Per-run result: accuracy and macro-F1 on test, hits and twin flags per test row, seconds, notes, and the
+    test labels and class probabilities (None where a model gives none) for a blend of models."""
     y = dm.tensors["test"][1].cpu().numpy()
     return {"acc": float((predicted == y).mean()), "f1": float(f1_score(y, predicted, average="macro")),
             "hits": predicted == y, "twins": has_twin(dm.songs, dm.splits["test"], dm.splits["train"]),
-            "seconds": seconds, "note": note, "best": best}  # fmt: skip
+            "seconds": seconds, "note": note, "best": best, "y": y,
+            "proba": None if proba is None else np.asarray(proba, dtype=np.float32)}  # fmt: skip
 
 
 def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
@@ -64,8 +68,8 @@ def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> d
     best = cli.trainer.checkpoint_callback.best_model_path
     model = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     with torch.no_grad():
-        predicted = model(cli.datamodule.tensors["test"][0].cpu()).argmax(1).numpy()
-    return outcome(cli.datamodule, predicted, seconds, f"{cli.trainer.current_epoch} epochs", best)
+        proba = model(cli.datamodule.tensors["test"][0].cpu()).softmax(-1).numpy()
+    return outcome(cli.datamodule, proba.argmax(1), seconds, f"{cli.trainer.current_epoch} epochs", best, proba)
 
 
 def run_anchor(name: str, data: dict, seed: int, quick: bool) -> dict:
@@ -73,13 +77,14 @@ def run_anchor(name: str, data: dict, seed: int, quick: bool) -> dict:
     dm = GenreDataModule(**data).load()
     splits = {s: tuple(t.numpy() for t in dm.tensors[s]) for s in ("train", "val", "test")}
     start = time.perf_counter()
+    proba = None
     if name == "hgb":
         model = hgb_model(20 if quick else 300, seed)
         predicted, note = fit_predict_hgb(model, *splits["train"], *splits["val"], splits["test"][0])
     else:
         proba, note = anchors.fit_anchor(name, splits, dm.num_classes, seed, quick)
         predicted = proba.argmax(1)
-    return outcome(dm, predicted, time.perf_counter() - start, note)
+    return outcome(dm, predicted, time.perf_counter() - start, note, proba=proba)
 
 
 def ensemble(checkpoints: list[str], data: dict) -> dict:
@@ -94,6 +99,17 @@ def ensemble(checkpoints: list[str], data: dict) -> dict:
             pre = Preprocessor.from_state_dict(model.preprocessor_state["preprocessor"])
             probs.append(model(pre.transform(test)).softmax(-1))
     return outcome(dm, torch.stack(probs).mean(0).argmax(1).numpy(), 0.0)
+
+
+def blend(models: list[list[dict]]) -> dict:
+    """Equal-weight mean over models of each model's seed-mean test probabilities (no weight is fitted)."""
+    first = models[0][0]
+    if any(not np.array_equal(r["y"], first["y"]) for runs in models for r in runs):
+        raise ValueError("a blend needs every model scored on the same test rows in the same order")
+    proba = np.mean([np.mean([r["proba"] for r in runs], axis=0) for runs in models], axis=0)
+    predicted, y = proba.argmax(1), first["y"]
+    return {"acc": float((predicted == y).mean()), "f1": float(f1_score(y, predicted, average="macro")),
+            "hits": predicted == y, "twins": first["twins"], "seconds": 0.0}  # fmt: skip
 
 
 def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
