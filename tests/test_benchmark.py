@@ -28,9 +28,11 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
     cmd += ["--features", "audio+meta", "--seeds", "0", "--ensemble", "--blend", "--models", *models]
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
+    out = done.stdout
     assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` \(\d{4}-\d\d-\d\d\)", out)
-    assert not [line for line in out.splitlines() if line.startswith("epoch ")]  # fits log to stderr, not the table
+    assert not [line for line in out.splitlines() if line.startswith(("epoch ", "RESULT "))]  # stdout: the table
+    assert done.stderr.count("RESULT music_genre") == 3 * len(models)  # one progress line per task, on stderr
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
     cells = [re.split(r"\s*\|\s*", line)[1:-1] for line in table]
     assert len(cells) == 3 * (len(models) + 2)  # (models + the network's seed ensemble + the blend) x 3 splits

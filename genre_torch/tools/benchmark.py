@@ -140,7 +140,7 @@ def single_threaded(parent: int | None = None) -> None:
 
 def run_task(task: tuple) -> dict:
     """Run one task, ("net", config, data, seed, workdir, quick) or ("anchor", name, data, seed, quick), and print
-    its result at once; top-level so that worker processes can pickle it."""
+    its result at once on stderr; top-level so that worker processes can pickle it."""
     kind, name, *args = task
     result = run_net(name, *args) if kind == "net" else run_anchor(name, *args)
     data, seed = args[0], args[1]
@@ -148,7 +148,7 @@ def run_task(task: tuple) -> dict:
     twins, hits = result["twins"], result["hits"]
     print(f"RESULT {label}: test acc {result['acc']:.4f} (twin rows {hits[twins].mean() if twins.any() else 0:.4f}, "
           f"twin-free {hits[~twins].mean():.4f}) macro-F1 {result['f1']:.4f} seconds {result['seconds']:.0f}; "
-          f"{result['note']}", flush=True)  # fmt: skip
+          f"{result['note']}", file=sys.stderr, flush=True)  # fmt: skip
     return result
 
 
