@@ -44,11 +44,15 @@ def outcome(
 ) -> dict:
     """Per-run result: accuracy and macro-F1 on test, hits and twin flags per test row, seconds, notes, and the
     test labels and class probabilities (None where a model gives none) for a blend of models."""
-    y = dm.tensors["test"][1].cpu().numpy()
+    y, twins = dm.tensors["test"][1].cpu().numpy(), has_twin(dm.songs, dm.splits["test"], dm.splits["train"])
+    proba = None if proba is None else np.asarray(proba, dtype=np.float32)
+    return {**score(y, predicted, twins), "seconds": seconds, "note": note, "best": best, "proba": proba}
+
+
+def score(y: np.ndarray, predicted: np.ndarray, twins: np.ndarray) -> dict:
+    """Accuracy and macro-F1 of predicted test labels, with the labels, hits and twin flags per test row."""
     return {"acc": float((predicted == y).mean()), "f1": float(f1_score(y, predicted, average="macro")),
-            "hits": predicted == y, "twins": has_twin(dm.songs, dm.splits["test"], dm.splits["train"]),
-            "seconds": seconds, "note": note, "best": best, "y": y,
-            "proba": None if proba is None else np.asarray(proba, dtype=np.float32)}  # fmt: skip
+            "hits": predicted == y, "twins": twins, "y": y}  # fmt: skip
 
 
 def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
@@ -107,9 +111,7 @@ def blend(models: list[list[dict]]) -> dict:
     if any(not np.array_equal(r["y"], first["y"]) for runs in models for r in runs):
         raise ValueError("a blend needs every model scored on the same test rows in the same order")
     proba = np.mean([np.mean([r["proba"] for r in runs], axis=0) for runs in models], axis=0)
-    predicted, y = proba.argmax(1), first["y"]
-    return {"acc": float((predicted == y).mean()), "f1": float(f1_score(y, predicted, average="macro")),
-            "hits": predicted == y, "twins": first["twins"], "seconds": 0.0}  # fmt: skip
+    return {**score(first["y"], proba.argmax(1), first["twins"]), "seconds": 0.0}
 
 
 def quick_sample(dataset: str, workdir: str, rows: int = 3000) -> str:
