@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+import multiprocessing
 import os
 import pwd
 import shutil
@@ -25,6 +26,7 @@ from genre_torch.cli import main, run_cli  # noqa: E402
 from genre_torch.core.errors import GenreTorchError  # noqa: E402
 from genre_torch.core.module import GenreClassifier  # noqa: E402
 from genre_torch.tools.search_space import SearchSpace, option_args  # noqa: E402
+from genre_torch.tools.search_storage import open_storage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
@@ -200,6 +202,41 @@ def storage_args(backend: str, request: pytest.FixtureRequest) -> tuple[list[str
         return [], None
     url = request.getfixturevalue("postgres_url")
     return ["--storage", url], url
+
+
+def _open_once(url: str, ours: bool, errors: multiprocessing.Queue) -> None:
+    """Open a storage as a worker (open_storage) or as another program (Optuna alone, no lock); report failures."""
+    try:
+        open_storage(url, 1) if ours else optuna.storages.RDBStorage(url)
+    except Exception as e:
+        if ours:
+            errors.put(f"{type(e).__name__}: {e}"[:300])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_starting_together_on_a_new_database_all_open_it(tmp_path, backend, request) -> None:
+    # Every opener of a new database creates Optuna's tables; the losers of that race got a duplicate-key or
+    # "already exists" error (PostgreSQL: 3 of 4 workers, every time; SQLite beside optuna-dashboard: half).
+    fork = multiprocessing.get_context("fork")
+    for round in range(8):
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path}/round{round}.db"
+        else:
+            server = request.getfixturevalue("postgres_url")
+            psycopg = pytest.importorskip("psycopg")
+            with psycopg.connect(server, autocommit=True) as admin:
+                admin.execute(f"CREATE DATABASE race{round}")
+            url = server.rsplit("/", 1)[0] + f"/race{round}"
+        errors = fork.Queue()
+        openers = [fork.Process(target=_open_once, args=(url, ours, errors)) for ours in (True, False, True, False)]
+        for p in openers:
+            p.start()
+        for p in openers:
+            p.join(60)
+        reports = []
+        while not errors.empty():
+            reports.append(errors.get())
+        assert reports == [] and [p.exitcode for p in openers] == [0] * 4, f"round {round}"
 
 
 @pytest.mark.slow

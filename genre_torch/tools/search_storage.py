@@ -8,6 +8,11 @@ by reading its state and then updating it, which on other databases is one SELEC
 has no row locks and Python's sqlite3 begins a transaction only at the first write, so two workers could
 both read WAITING and both run the trial. Every transaction here starts with BEGIN IMMEDIATE (SQLAlchemy's
 documented recipe for pysqlite), which takes SQLite's write lock first: claims are one at a time.
+
+Workers started together on a new database all create Optuna's tables. A lock file orders our own SQLite
+openers, but not other programs (optuna-dashboard) nor machines sharing a PostgreSQL server, where the losers
+of that race fail with a duplicate-key or "already exists" error; opening is retried then, and the retry finds
+the tables the winner made.
 """
 
 from __future__ import annotations
@@ -39,6 +44,24 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
     engine.dispose()  # connections opened before the listeners (table creation) are not reused
 
 
+def _created_concurrently(error: sqlalchemy.exc.SQLAlchemyError) -> bool:
+    """Whether opening failed because another process was creating the same tables or rows at that moment."""
+    text = str(error).lower()
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in text or "duplicate" in text
+
+
+def _rdb_storage(url: str, attempts: int = 5, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, opened again when another process created its tables at the same moment."""
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            if attempt == attempts - 1 or not _created_concurrently(e):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
     """An RDB storage whose running trials beat every `heartbeat` s; stale after 3 beats, failed and retried."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -56,14 +79,14 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         if parsed.drivername == "postgresql":  # psycopg 3 (the [tune] extra) whatever SQLAlchemy's default
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         if parsed.get_backend_name() != "sqlite":
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return _rdb_storage(url, **kwargs)
         path = Path(parsed.database or "")
         if not parsed.database or parsed.database == ":memory:":
             raise GenreTorchError("an SQLite storage must be a file (sqlite:///FILE) that all workers share")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_name(path.name + ".lock"), "w") as lock:  # two first starts create the tables once
             fcntl.flock(lock, fcntl.LOCK_EX)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}}, **kwargs)
+            storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 120}}, **kwargs)
         _begin_immediate(storage.engine)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as e:
