@@ -150,6 +150,20 @@ def test_swa_weights_are_the_final_checkpoint_and_what_is_tested(data_env, capsy
     assert f"test accuracy: {float(tested.trainer.callback_metrics['test/acc']):.4f}" in out
 
 
+def test_ema_weights_are_what_is_validated_and_tested(data_env, capsys) -> None:
+    ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.9"]
+    fitted = run_cli([*FIT, "--trainer.max_epochs", "3", *ema])
+    out = capsys.readouterr().out
+    path = fitted.trainer.checkpoint_callback.best_model_path
+    saved = torch.load(path, weights_only=True)
+    raw = saved["current_model_state"]  # Lightning keeps the raw weights beside the averaged state_dict
+    assert any(not torch.equal(v, raw[k]) for k, v in saved["state_dict"].items())
+    tested = run_cli(["test", "--config", str(CONFIGS / "music_genre.yaml"), "--ckpt_path", path])
+    # fit's own test measured the averaged weights too, not the raw ones the callback would restore
+    assert fitted.final_metrics["test/loss"] == pytest.approx(float(tested.trainer.callback_metrics["test/loss"]))
+    assert f"best checkpoint (averaged weights): {path}" in out
+
+
 class WeightsAtEpochStart(pl.Callback):
     """Copies the learnable weights at the start of every epoch (after SWA's own epoch-start work)."""
 

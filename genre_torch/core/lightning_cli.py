@@ -8,7 +8,13 @@ from typing import Any
 
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, StochasticWeightAveraging
+from pytorch_lightning.callbacks import (
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    StochasticWeightAveraging,
+    WeightAveraging,
+)
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
@@ -156,7 +162,7 @@ class GenreCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
-        """Report the final model (best checkpoint, or SWA's averaged weights), test it once, log hparams."""
+        """Report the final model (best checkpoint, or SWA's/EMA's averaged weights), test it once, log hparams."""
         trainer = self.trainer
         if trainer.fast_dev_run or trainer.interrupted:
             return
@@ -168,6 +174,14 @@ class GenreCLI(LightningCLI):
             trainer.save_checkpoint(best)
             label = "SWA checkpoint (averaged weights)"
         best = trainer.strategy.broadcast(best)
+        # A WeightAveraging (EMA) checkpoint holds the averaged weights as its state_dict, the model that validation
+        # chose it by and that `genre-torch test` loads; left attached, the callback would restore the raw weights
+        # from it for the test. Training is over, so it goes.
+        averaging = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+        for callback in averaging:
+            trainer.callbacks.remove(callback)
+        if averaging:
+            label = "best checkpoint (averaged weights)"
         val = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
         test = {}
         config = self.config_init[self.subcommand]
