@@ -164,6 +164,50 @@ def test_ema_weights_are_what_is_validated_and_tested(data_env, capsys) -> None:
     assert f"best checkpoint (averaged weights): {path}" in out
 
 
+def test_tuner_callbacks_change_what_the_schedule_is_built_from(data_env) -> None:
+    # LearningRateFinder and BatchSizeFinder run at fit start, after Lightning built the optimiser and its schedule
+    onecycle = ["--model.scheduler", "onecycle", "--trainer.max_epochs", "2"]
+    found = run_cli(
+        [*FIT, *onecycle, "--trainer.callbacks+=LearningRateFinder", "--trainer.callbacks.num_training_steps", "20"]
+    )
+    peak = found.trainer.lr_scheduler_configs[0].scheduler.optimizer.param_groups[0]["max_lr"]
+    assert found.model.hparams.lr != 0.01 and peak == pytest.approx(found.model.hparams.lr)  # the suggestion is used
+    sized = run_cli([*FIT, *onecycle, "--trainer.callbacks+=BatchSizeFinder", "--trainer.callbacks.max_trials", "3"])
+    assert sized.datamodule.hparams.batch_size == 8  # Lightning's power mode, 3 trials: 2, 4, 8
+    steps = 2 * len(sized.datamodule.train_dataloader())
+    assert sized.trainer.lr_scheduler_configs[0].scheduler.total_steps == sized.trainer.global_step == steps
+
+
+def test_timer_callback_from_the_command_line_stops_the_run(data_env) -> None:
+    # its default interval is an enum, which the config check could not dump: a traceback before training
+    timed = run_cli(
+        [
+            *FIT,
+            "--trainer.max_epochs",
+            "50",
+            "--trainer.callbacks+=Timer",
+            "--trainer.callbacks.duration",
+            "00:00:00:00",
+        ]
+    )
+    assert timed.trainer.global_step < 50 * STEPS and "test/acc" in timed.final_metrics
+
+
+def test_an_exception_checkpoint_leaves_the_best_checkpoint_where_it_belongs(data_env, capsys) -> None:
+    # OnExceptionCheckpoint is a ModelCheckpoint too, and the first one is Lightning's trainer.checkpoint_callback
+    cli = run_cli([*FIT, "--trainer.callbacks+=OnExceptionCheckpoint", "--trainer.callbacks.dirpath", "on_error"])
+    best = sorted(Path("checkpoints/music_genre/version_0").glob("best-*.ckpt"))
+    assert best and f"best checkpoint: {best[-1]}" in capsys.readouterr().out
+    assert not list(Path("runs").rglob("*.ckpt")) and not Path("on_error").exists()
+    assert cli.final_metrics["test/acc"] == pytest.approx(
+        float(
+            run_cli(
+                ["test", "--config", str(CONFIGS / "music_genre.yaml"), "--ckpt_path", str(best[-1])]
+            ).trainer.callback_metrics["test/acc"]
+        )
+    )
+
+
 class WeightsAtEpochStart(pl.Callback):
     """Copies the learnable weights at the start of every epoch (after SWA's own epoch-start work)."""
 
@@ -235,6 +279,7 @@ def test_fast_path_trains_exactly_like_the_standard_path(data_env) -> None:
         (["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"],
          "cannot honour StochasticWeightAveraging"),
         (["--checkpoint.every_n_train_steps", "5"], "cannot honour --checkpoint.every_n_train_steps"),
+        (["--trainer.callbacks+=LearningRateFinder"], "cannot honour LearningRateFinder"),
     ],
 )  # fmt: skip
 def test_fast_path_refuses_what_it_cannot_honour(capsys, data_env, args: list[str], message: str) -> None:

@@ -70,7 +70,7 @@ def _callback_problem(callback: Callback) -> str | None:
     if isinstance(callback, ProgressBar):
         return None  # counts training_step calls: display only
     hooks = [h for h in CALLBACK_HOOKS if is_overridden(h, callback, Callback)]
-    if type(callback).__name__ in ("StochasticWeightAveraging", "GradientAccumulationScheduler"):
+    if type(callback).__name__ in ("StochasticWeightAveraging", "GradientAccumulationScheduler", "LearningRateFinder"):
         return "it needs automatic optimisation"
     return f"it overrides {', '.join(hooks)}" if hooks else None
 

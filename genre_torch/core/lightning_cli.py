@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import (
+    BatchSizeFinder,
     Callback,
     EarlyStopping,
     ModelCheckpoint,
+    OnExceptionCheckpoint,
     StochasticWeightAveraging,
     WeightAveraging,
 )
@@ -26,6 +30,10 @@ from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.runs import claim_version, release, resumed_version
+
+# jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
+# `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
+yaml.SafeDumper.add_multi_representer(enum.Enum, lambda dumper, member: dumper.represent_data(member.value))
 
 HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "scaling", "batches_per_step")
 
@@ -148,7 +156,7 @@ class GenreCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
             if not trainer.progress_bar_callback and self.subcommand == "fit":
                 trainer.callbacks.append(EpochLine())
-            ckpt = trainer.checkpoint_callback
+            ckpt = run_checkpoint(trainer)
             if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
                 ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
             if self.subcommand in ("fit", None):
@@ -166,19 +174,20 @@ class GenreCLI(LightningCLI):
         trainer = self.trainer
         if trainer.fast_dev_run or trainer.interrupted:
             return
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        best = getattr(run_checkpoint(trainer), "best_model_path", "") or None
         label = "best checkpoint"
         if any(isinstance(c, StochasticWeightAveraging) for c in trainer.callbacks):
             # SWA put the averaged weights into the model at the end of training: they are the result
-            best = str(Path(trainer.checkpoint_callback.dirpath) / "swa.ckpt")
+            best = str(Path(run_checkpoint(trainer).dirpath) / "swa.ckpt")
             trainer.save_checkpoint(best)
             label = "SWA checkpoint (averaged weights)"
         best = trainer.strategy.broadcast(best)
-        # A WeightAveraging (EMA) checkpoint holds the averaged weights as its state_dict, the model that validation
-        # chose it by and that `genre-torch test` loads; left attached, the callback would restore the raw weights
-        # from it for the test. Training is over, so it goes.
-        averaging = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
-        for callback in averaging:
+        # Training is over, so callbacks that act on training go before the final evaluation. A WeightAveraging
+        # (EMA) checkpoint holds the averaged weights as its state_dict, the model validation chose it by and that
+        # `genre-torch test` loads; left attached, the callback would restore the raw weights from it for the test.
+        # BatchSizeFinder would search again in validate and test, resetting the trainer's step and epoch counts.
+        averaging = any(isinstance(c, WeightAveraging) for c in trainer.callbacks)
+        for callback in [c for c in trainer.callbacks if isinstance(c, (WeightAveraging, BatchSizeFinder))]:
             trainer.callbacks.remove(callback)
         if averaging:
             label = "best checkpoint (averaged weights)"
@@ -210,6 +219,15 @@ class GenreCLI(LightningCLI):
         model = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}
         data = {k: v for k, v in self.datamodule.hparams.items() if k in HPARAM_DATA_KEYS}
         return {"data": data, "model": model, "seed": self.config_init[self.subcommand].get("seed_everything")}
+
+
+def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
+    """The run's ModelCheckpoint (`--checkpoint.*`), which keeps the best model.
+
+    Lightning's `trainer.checkpoint_callback` is the first ModelCheckpoint in the list, which is a user's
+    OnExceptionCheckpoint (a subclass that saves only on an exception) when one is given.
+    """
+    return next((c for c in trainer.checkpoint_callbacks if not isinstance(c, OnExceptionCheckpoint)), None)
 
 
 def _check_trainer(trainer: dict[str, Any]) -> None:

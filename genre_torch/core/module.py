@@ -192,6 +192,7 @@ class GenreClassifier(pl.LightningModule):
         rest = [p for p in self.parameters() if id(p) not in own]  # a criterion's or transform's parameters
         groups += [{"params": rest}] if rest else []
         opt = cls(groups, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+        self._built_for = self._tunable_settings()
         if hp.scheduler is None:
             return opt
         steps = fast.total_steps(self.trainer)
@@ -212,7 +213,17 @@ class GenreClassifier(pl.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=pct)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def _tunable_settings(self) -> tuple[float, int | None]:
+        """The settings the optimiser and its schedule are built from that a tuner callback may change: lr, batch."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return self.hparams.lr, getattr(datamodule, "hparams", {}).get("batch_size")
+
     def on_fit_start(self) -> None:
+        # LearningRateFinder and BatchSizeFinder run in the callbacks' on_fit_start, after Lightning built the
+        # optimiser: a schedule would keep the old peak LR and the old number of steps. Rebuild from what they set
+        # (before a resumed run's optimiser state is restored, which Lightning does after this hook).
+        if getattr(self, "_built_for", None) not in (None, self._tunable_settings()):
+            self.trainer.strategy.setup_optimizers(self.trainer)
         self._remember_preprocessor()
         if self.hparams.compile:
             mode = None if self.hparams.compile is True else self.hparams.compile

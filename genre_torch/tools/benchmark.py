@@ -58,6 +58,7 @@ def score(y: np.ndarray, predicted: np.ndarray, twins: np.ndarray) -> dict:
 def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
     """`genre-torch fit` one config with one seed; its best (validation) checkpoint scored once on test."""
     from genre_torch.cli import quiet_console, run_cli
+    from genre_torch.core.lightning_cli import run_checkpoint
 
     quiet_console()  # the epoch lines and real warnings only, as `genre-torch fit` prints them
     args = ["fit", "--config", str(config), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"]
@@ -69,7 +70,7 @@ def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> d
     with contextlib.redirect_stdout(sys.stderr):  # epoch lines to stderr: stdout is the benchmark's table
         cli = run_cli(args)
     seconds = time.perf_counter() - start
-    best = cli.trainer.checkpoint_callback.best_model_path
+    best = run_checkpoint(cli.trainer).best_model_path
     model = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     with torch.no_grad():
         proba = model(cli.datamodule.tensors["test"][0].cpu()).softmax(-1).numpy()

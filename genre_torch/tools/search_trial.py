@@ -16,6 +16,7 @@ import yaml
 
 from genre_torch.cli import run_cli
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.lightning_cli import run_checkpoint
 from genre_torch.tools.search_space import SearchSpace, option_args
 
 # a trial keeps no checkpoint (the best config is refitted with `genre-torch fit`), and N workers share one
@@ -47,7 +48,7 @@ class ReportToTrial(pl.Callback):
         if trainer.sanity_checking or "val/acc" not in metrics:
             return
         acc, epoch = float(metrics["val/acc"]), trainer.current_epoch
-        ckpt = trainer.checkpoint_callback
+        ckpt = run_checkpoint(trainer)
         monitor, mode = (ckpt.monitor, ckpt.mode) if ckpt is not None and ckpt.monitor else ("val/acc", "max")
         current = float(metrics.get(monitor, math.nan))
         if math.isnan(current):  # as ModelCheckpoint: a NaN is the worst value
