@@ -125,6 +125,12 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("genre-torch: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as e:  # Lightning's checks of its options that run once fit has begun (limit_val_batches)
+        lightning = sys.modules.get("lightning_fabric.utilities.exceptions")
+        if lightning is None or not isinstance(e, lightning.MisconfigurationException):
+            raise
+        print(f"genre-torch: error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # `python -m genre_torch.cli`: run the importable module, whose QUIET_LOGS others read

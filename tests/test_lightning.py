@@ -290,6 +290,22 @@ def test_fast_path_refuses_what_it_cannot_honour(capsys, data_env, args: list[st
     assert not [p for p in Path(".").rglob("version_*")]  # refused before any run folder was kept
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trainer.enable_checkpointing", "false"], "--checkpoint.save_top_k 0 --checkpoint.save_last false"),
+        (["--trainer.barebones", "true"], "the Trainer refused its options: `Trainer(barebones=True"),
+        (["--trainer.limit_val_batches", "0.01"], "Please increase the `limit_val_batches` argument"),
+    ],
+)  # fmt: skip
+def test_lightning_refusals_are_one_line(capfd, data_env, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*FIT, *args])
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("genre-torch: error: ")
+
+
 def test_fast_path_refuses_batch_hooks_of_callbacks_and_module_overrides(data_env) -> None:
     from genre_torch.core.errors import GenreTorchError
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import yaml
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import (
     BatchSizeFinder,
@@ -167,6 +168,9 @@ class GenreCLI(LightningCLI):
         except GenreTorchError:
             release(self.claimed)
             raise
+        except (MisconfigurationException, ValueError) as e:  # the Trainer's own checks of its options
+            release(self.claimed)
+            raise GenreTorchError(f"the Trainer refused its options: {' '.join(str(e).split())}") from None
         return trainer
 
     def after_fit(self) -> None:
@@ -238,6 +242,11 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
             raise GenreTorchError(f"--trainer.{key} must be >= 0 (or -1 for no limit), got {value}")
     if (trainer.get("max_steps") or -1) < -1:
         raise GenreTorchError(f"--trainer.max_steps must be >= 0 (or -1 for no limit), got {trainer['max_steps']}")
+    if trainer.get("enable_checkpointing") is False:
+        raise GenreTorchError(
+            "--trainer.enable_checkpointing false conflicts with the run's checkpoint callback; to write no "
+            "checkpoint, pass --checkpoint.save_top_k 0 --checkpoint.save_last false (fit then tests the last weights)"
+        )
     clip = trainer.get("gradient_clip_val")
     if clip is not None and clip < 0:
         raise GenreTorchError(f"--trainer.gradient_clip_val must be >= 0, got {clip}")
