@@ -193,6 +193,16 @@ def test_timer_callback_from_the_command_line_stops_the_run(data_env) -> None:
     assert timed.trainer.global_step < 50 * STEPS and "test/acc" in timed.final_metrics
 
 
+def test_spike_detection_trains_and_is_refused_on_resume(data_env, capsys) -> None:
+    spikes = ["--trainer.callbacks+=SpikeDetection"]
+    fitted = run_cli([*FIT, *spikes])  # the final test loads the best checkpoint: SpikeDetection is taken off first
+    assert "test/acc" in fitted.final_metrics
+    last = Path(fitted.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*FIT, *spikes, "--trainer.max_epochs", "3", "--ckpt_path", str(last)])
+    assert exit_info.value.code == 2 and "SpikeDetection cannot resume" in capsys.readouterr().err
+
+
 def test_an_exception_checkpoint_leaves_the_best_checkpoint_where_it_belongs(data_env, capsys) -> None:
     # OnExceptionCheckpoint is a ModelCheckpoint too, and the first one is Lightning's trainer.checkpoint_callback
     cli = run_cli([*FIT, "--trainer.callbacks+=OnExceptionCheckpoint", "--trainer.callbacks.dirpath", "on_error"])
@@ -296,6 +306,8 @@ def test_fast_path_refuses_what_it_cannot_honour(capsys, data_env, args: list[st
         (["--trainer.enable_checkpointing", "false"], "--checkpoint.save_top_k 0 --checkpoint.save_last false"),
         (["--trainer.barebones", "true"], "the Trainer refused its options: `Trainer(barebones=True"),
         (["--trainer.limit_val_batches", "0.01"], "Please increase the `limit_val_batches` argument"),
+        (["--trainer.callbacks+=ModelPruning", "--trainer.callbacks.pruning_fn", "l1_unstructured"],
+         "ModelPruning is not supported"),
     ],
 )  # fmt: skip
 def test_lightning_refusals_are_one_line(capfd, data_env, args: list[str], message: str) -> None:

@@ -16,7 +16,9 @@ from pytorch_lightning.callbacks import (
     Callback,
     EarlyStopping,
     ModelCheckpoint,
+    ModelPruning,
     OnExceptionCheckpoint,
+    SpikeDetection,
     StochasticWeightAveraging,
     WeightAveraging,
 )
@@ -157,6 +159,16 @@ class GenreCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
             if not trainer.progress_bar_callback and self.subcommand == "fit":
                 trainer.callbacks.append(EpochLine())
+            if any(isinstance(c, ModelPruning) for c in trainer.callbacks):
+                raise GenreTorchError(
+                    "ModelPruning is not supported: with it a checkpoint does not hold the model its validation "
+                    "measured, so the best checkpoint and its test would be another model (docs/design.md)"
+                )
+            if ckpt_path and any(isinstance(c, SpikeDetection) for c in trainer.callbacks):
+                raise GenreTorchError(
+                    "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the "
+                    "state it saved; drop it from the callbacks to resume, or start a new run"
+                )
             ckpt = run_checkpoint(trainer)
             if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
                 ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
@@ -189,9 +201,11 @@ class GenreCLI(LightningCLI):
         # Training is over, so callbacks that act on training go before the final evaluation. A WeightAveraging
         # (EMA) checkpoint holds the averaged weights as its state_dict, the model validation chose it by and that
         # `genre-torch test` loads; left attached, the callback would restore the raw weights from it for the test.
-        # BatchSizeFinder would search again in validate and test, resetting the trainer's step and epoch counts.
+        # BatchSizeFinder would search again in validate and test, resetting the trainer's step and epoch counts;
+        # SpikeDetection cannot load the state it saved (pytorch-lightning 2.6 reads a missing attribute).
         averaging = any(isinstance(c, WeightAveraging) for c in trainer.callbacks)
-        for callback in [c for c in trainer.callbacks if isinstance(c, (WeightAveraging, BatchSizeFinder))]:
+        training_only = (WeightAveraging, BatchSizeFinder, SpikeDetection)
+        for callback in [c for c in trainer.callbacks if isinstance(c, training_only)]:
             trainer.callbacks.remove(callback)
         if averaging:
             label = "best checkpoint (averaged weights)"
