@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,14 @@ def test_mixed_precision_runs_the_forward_in_low_precision(data_env) -> None:
     assert torch.bfloat16 in seen and all(p.dtype == torch.float32 for p in cli.model.parameters())
 
 
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_true_precision_trains_and_tests_in_that_dtype(data_env, precision: str) -> None:
+    # the test report's projector embeddings called the model with float32 rows, outside Lightning's precision
+    fitted = run_cli([*FIT, "--trainer.precision", precision])
+    dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}[precision]
+    assert "test/acc" in fitted.final_metrics and all(p.dtype == dtype for p in fitted.model.parameters())
+
+
 def test_swa_weights_are_the_final_checkpoint_and_what_is_tested(data_env, capsys) -> None:
     swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"]
     main([*FIT, "--trainer.max_epochs", "4", *swa])
@@ -201,6 +210,18 @@ def test_spike_detection_trains_and_is_refused_on_resume(data_env, capsys) -> No
     with pytest.raises(SystemExit) as exit_info:
         main([*FIT, *spikes, "--trainer.max_epochs", "3", "--ckpt_path", str(last)])
     assert exit_info.value.code == 2 and "SpikeDetection cannot resume" in capsys.readouterr().err
+
+
+def test_a_users_own_checkpoint_and_progress_bar_callbacks(data_env, capsys) -> None:
+    own = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/acc"]
+    bar = ["--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate", "50"]
+    assert FIT[3:5] == ["--trainer.enable_progress_bar", "false"]
+    fitted = run_cli([*FIT[:3], *FIT[5:], *own, *bar])  # not a TTY: the default bar is off, one asked for is kept
+    folder = Path("checkpoints/music_genre/version_0")
+    assert not list(Path("runs").rglob("*.ckpt")) and list(folder.glob("epoch=*.ckpt"))  # the user's, beside ours
+    best = Path(fitted.trainer.checkpoint_callback.best_model_path)  # Lightning's first: the user's
+    ours = sorted(folder.glob("best-*.ckpt"))[-1]
+    assert best.name.startswith("epoch=") and f"best checkpoint: {ours}" in capsys.readouterr().out
 
 
 def test_an_exception_checkpoint_leaves_the_best_checkpoint_where_it_belongs(data_env, capsys) -> None:
@@ -308,6 +329,9 @@ def test_fast_path_refuses_what_it_cannot_honour(capsys, data_env, args: list[st
         (["--trainer.limit_val_batches", "0.01"], "Please increase the `limit_val_batches` argument"),
         (["--trainer.callbacks+=ModelPruning", "--trainer.callbacks.pruning_fn", "l1_unstructured"],
          "ModelPruning is not supported"),
+        (["--trainer.callbacks+=BackboneFinetuning"], "BackboneFinetuning is not supported"),
+        pytest.param(["--trainer.callbacks+=RichProgressBar"], "`RichProgressBar` requires `rich`",
+                     marks=pytest.mark.skipif(importlib.util.find_spec("rich") is not None, reason="rich installed")),
     ],
 )  # fmt: skip
 def test_lightning_refusals_are_one_line(capfd, data_env, args: list[str], message: str) -> None:

@@ -12,12 +12,14 @@ import yaml
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import (
+    BackboneFinetuning,
     BatchSizeFinder,
     Callback,
     EarlyStopping,
     ModelCheckpoint,
     ModelPruning,
     OnExceptionCheckpoint,
+    ProgressBar,
     SpikeDetection,
     StochasticWeightAveraging,
     WeightAveraging,
@@ -119,6 +121,17 @@ class GenreCLI(LightningCLI):
         if ckpt:
             check_checkpoint(ckpt)
 
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a class that cannot be built is one line (its root cause)."""
+        try:
+            super().instantiate_classes()
+        except ValueError as e:  # jsonargparse wraps the cause, e.g. a callback whose optional package is missing
+            cause: BaseException = e
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            release(self.claimed)
+            raise GenreTorchError(" ".join(str(cause).split())) from None
+
     def before_instantiate_classes(self) -> None:
         """Apply the process-wide settings before anything runs."""
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -148,7 +161,9 @@ class GenreCLI(LightningCLI):
             kwargs["logger"] = TensorBoardLogger(
                 config["runs_dir"], name=dataset, version=version, default_hp_metric=False
             )
-        if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty():
+        callbacks = config["trainer"].get("callbacks") or []
+        bar_given = any(isinstance(c, ProgressBar) for c in (callbacks if isinstance(callbacks, list) else [callbacks]))
+        if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty() and not bar_given:
             kwargs["enable_progress_bar"] = False  # a redrawn bar floods logs and CI output: EpochLine prints instead
         _check_accelerator(config["trainer"])
         plugins = config["trainer"].get("plugins") or []
@@ -169,9 +184,14 @@ class GenreCLI(LightningCLI):
                     "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the "
                     "state it saved; drop it from the callbacks to resume, or start a new run"
                 )
-            ckpt = run_checkpoint(trainer)
-            if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
-                ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
+            if any(isinstance(c, BackboneFinetuning) for c in trainer.callbacks):
+                raise GenreTorchError(
+                    "BackboneFinetuning is not supported: it freezes the module's `backbone`, which here is the whole "
+                    "network, head included, so nothing would train"
+                )
+            for ckpt in trainer.checkpoint_callbacks:  # a user's ModelCheckpoint too: all in the run's folder
+                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
+                    ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
             if self.subcommand in ("fit", None):
                 fast.check(trainer, self.model, self.datamodule)
                 if fast.enabled(trainer, self.datamodule):
@@ -242,10 +262,12 @@ class GenreCLI(LightningCLI):
 def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
     """The run's ModelCheckpoint (`--checkpoint.*`), which keeps the best model.
 
-    Lightning's `trainer.checkpoint_callback` is the first ModelCheckpoint in the list, which is a user's
-    OnExceptionCheckpoint (a subclass that saves only on an exception) when one is given.
+    Lightning's `trainer.checkpoint_callback` is the first ModelCheckpoint in the list: a user's own
+    (`--trainer.callbacks+=ModelCheckpoint`, or OnExceptionCheckpoint, a subclass that saves only on an exception)
+    when one is given. LightningCLI adds `--checkpoint` after the trainer's callbacks and Lightning keeps the order
+    of checkpoint callbacks, so the run's is the last.
     """
-    return next((c for c in trainer.checkpoint_callbacks if not isinstance(c, OnExceptionCheckpoint)), None)
+    return next((c for c in reversed(trainer.checkpoint_callbacks) if not isinstance(c, OnExceptionCheckpoint)), None)
 
 
 def _check_trainer(trainer: dict[str, Any]) -> None:

@@ -88,8 +88,9 @@ class TestReport(Callback):
         if len(idx) > self.max_embeddings:
             idx = np.sort(np.random.default_rng(0).choice(idx, self.max_embeddings, replace=False))
         rows = dm.frame.iloc[dm.splits["test"][idx]]
-        with torch.no_grad():
-            batch = x[torch.from_numpy(idx).to(x.device)].to(pl_module.device)
+        precision = trainer.precision_plugin  # the model may be float64 or bfloat16 (--trainer.precision *-true)
+        with torch.no_grad(), precision.forward_context():
+            batch = precision.convert_input(x[torch.from_numpy(idx).to(x.device)].to(pl_module.device))
             embedding = backbone.embed(batch).float().cpu()
             predicted = backbone(batch).argmax(1).cpu().numpy()
         meta_cols = [c for c in dm.spec.id_columns if c in rows and not c.endswith("_id")]
