@@ -215,7 +215,10 @@ class GenreClassifier(pl.LightningModule):
 
     def _tunable_settings(self) -> tuple[float, int | None]:
         """The settings the optimiser and its schedule are built from that a tuner callback may change: lr, batch."""
-        datamodule = getattr(self.trainer, "datamodule", None)
+        try:
+            datamodule = getattr(self.trainer, "datamodule", None)
+        except RuntimeError:  # not attached to a Trainer (a plain loop calling configure_optimizers)
+            datamodule = None
         return self.hparams.lr, getattr(datamodule, "hparams", {}).get("batch_size")
 
     def on_fit_start(self) -> None:
