@@ -174,21 +174,9 @@ class GenreCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
             if not trainer.progress_bar_callback and self.subcommand == "fit":
                 trainer.callbacks.append(EpochLine())
-            if any(isinstance(c, ModelPruning) for c in trainer.callbacks):
-                raise GenreTorchError(
-                    "ModelPruning is not supported: with it a checkpoint does not hold the model its validation "
-                    "measured, so the best checkpoint and its test would be another model (docs/design.md)"
-                )
-            if ckpt_path and any(isinstance(c, SpikeDetection) for c in trainer.callbacks):
-                raise GenreTorchError(
-                    "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the "
-                    "state it saved; drop it from the callbacks to resume, or start a new run"
-                )
-            if any(isinstance(c, BackboneFinetuning) for c in trainer.callbacks):
-                raise GenreTorchError(
-                    "BackboneFinetuning is not supported: it freezes the module's `backbone`, which here is the whole "
-                    "network, head included, so nothing would train"
-                )
+            problem = next(filter(None, (_unsupported(c, resuming=bool(ckpt_path)) for c in trainer.callbacks)), None)
+            if problem:
+                raise GenreTorchError(problem)
             for ckpt in trainer.checkpoint_callbacks:  # a user's ModelCheckpoint too: all in the run's folder
                 if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
                     ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
@@ -268,6 +256,26 @@ def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
     of checkpoint callbacks, so the run's is the last.
     """
     return next((c for c in reversed(trainer.checkpoint_callbacks) if not isinstance(c, OnExceptionCheckpoint)), None)
+
+
+def _unsupported(callback: Callback, resuming: bool) -> str | None:
+    """Why a Lightning callback cannot run in a genre-torch fit (one line), or None."""
+    if isinstance(callback, ModelPruning):
+        return (
+            "ModelPruning is not supported: with it a checkpoint does not hold the model its validation measured, "
+            "so the best checkpoint and its test would be another model (docs/design.md)"
+        )
+    if isinstance(callback, BackboneFinetuning):
+        return (
+            "BackboneFinetuning is not supported: it freezes the module's `backbone`, which here is the whole "
+            "network, head included, so nothing would train"
+        )
+    if resuming and isinstance(callback, SpikeDetection):
+        return (
+            "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the state it "
+            "saved; drop it from the callbacks to resume, or start a new run"
+        )
+    return None
 
 
 def _check_trainer(trainer: dict[str, Any]) -> None:
