@@ -224,6 +224,15 @@ def test_a_users_own_checkpoint_and_progress_bar_callbacks(data_env, capsys) -> 
     assert best.name.startswith("epoch=") and f"best checkpoint: {ours}" in capsys.readouterr().out
 
 
+def test_other_loggers_get_the_final_metrics(data_env, capsys) -> None:
+    csv = ["--trainer.logger+=CSVLogger", "--trainer.logger.save_dir", "csv"]
+    board = ["--trainer.logger+=TensorBoardLogger", "--trainer.logger.save_dir", "board"]
+    fitted = run_cli([*FIT, *csv, *board])  # CSVLogger.log_hyperparams takes no metrics: fit died at the end
+    logged = Path("csv/lightning_logs/version_0/metrics.csv").read_text().splitlines()[0].split(",")
+    assert "hp/test_acc" in logged and "test/acc" in fitted.final_metrics
+    assert "curves: tensorboard --logdir board/lightning_logs" in capsys.readouterr().out
+
+
 def test_an_exception_checkpoint_leaves_the_best_checkpoint_where_it_belongs(data_env, capsys) -> None:
     # OnExceptionCheckpoint is a ModelCheckpoint too, and the first one is Lightning's trainer.checkpoint_callback
     cli = run_cli([*FIT, "--trainer.callbacks+=OnExceptionCheckpoint", "--trainer.callbacks.dirpath", "on_error"])

@@ -224,17 +224,15 @@ class GenreCLI(LightningCLI):
             self.before_test()
             test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
         self.final_metrics = {**val, **test}  # the final model's, for scripts driving the CLI
-        if trainer.logger is not None:
-            final = {f"hp/{k.replace('/', '_')}": float(v) for k, v in self.final_metrics.items()}
-            final["hp/epochs"] = float(trainer.current_epoch)
-            trainer.logger.log_hyperparams(self.hparams_for_logging(), final)
-            trainer.logger.finalize("success")  # flush and close the event writer
+        final = {f"hp/{k.replace('/', '_')}": float(v) for k, v in self.final_metrics.items()}
+        log_final(trainer, self.hparams_for_logging(), {**final, "hp/epochs": float(trainer.current_epoch)})
         if trainer.is_global_zero:
             print(f"{label}: {best or '(none saved; last weights)'}  val accuracy: {val['val/acc']:.4f}")
             if test:
                 print(f"test accuracy: {test['test/acc']:.4f}  macro-F1: {test['test/macro_f1']:.4f}")
-            if trainer.logger is not None and trainer.logger.log_dir:
-                print(f"curves: tensorboard --logdir {Path(trainer.logger.log_dir).parent}")
+            board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+            if board is not None and board.log_dir:
+                print(f"curves: tensorboard --logdir {Path(board.log_dir).parent}")
 
     def before_test(self) -> None:
         """Attach the test callbacks (the report) for the test run."""
@@ -245,6 +243,17 @@ class GenreCLI(LightningCLI):
         model = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}
         data = {k: v for k, v in self.datamodule.hparams.items() if k in HPARAM_DATA_KEYS}
         return {"data": data, "model": model, "seed": self.config_init[self.subcommand].get("seed_everything")}
+
+
+def log_final(trainer: Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Give every logger the run's settings and final metrics (TensorBoard: one HParams row), then close it."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics)
+        else:  # Lightning's Logger API takes the two apart (CSVLogger has no metrics argument)
+            logger.log_hyperparams(params)
+            logger.log_metrics(metrics, step=trainer.global_step)
+        logger.finalize("success")  # flush and close the writer
 
 
 def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:

@@ -16,7 +16,7 @@ import yaml
 
 from genre_torch.cli import run_cli
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.lightning_cli import run_checkpoint
+from genre_torch.core.lightning_cli import log_final, run_checkpoint
 from genre_torch.tools.search_space import SearchSpace, option_args
 
 # a trial keeps no checkpoint (the best config is refitted with `genre-torch fit`), and N workers share one
@@ -101,8 +101,7 @@ def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, fold
         attrs["run"] = str(logger.log_dir)
         hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in values.items()}
         metrics = {f"hp/{k}": attrs[k] for k in ("val_acc", "val_loss", "best_epoch", "epochs")}
-        logger.log_hyperparams({**hparams, "trial": trial.number}, {**metrics, "hp/pruned": int(report.pruned)})
-        logger.finalize("success")
+        log_final(cli.trainer, {**hparams, "trial": trial.number}, {**metrics, "hp/pruned": int(report.pruned)})
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if report.pruned:
