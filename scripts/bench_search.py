@@ -10,6 +10,9 @@ trained to early stop; --full_timeout S: no new training after S seconds, and th
 finished; 0 skips it), each a fresh study under --out_dir (default: a new temporary folder). --gpu adds the
 subset on the GPU with each of --gpu_workers processes (trainings/hour, mean GPU utilisation read from NVML).
 Prints markdown with its command and date, then the sweep's summary. --quick: a seconds-long smoke run.
+--subset 0 skips the throughput comparison. After the whole grid, its arithmetic floor: what the nn.Linear layers
+alone must compute (cells left unfinished projected from the finished seeds of the same configuration), divided
+by this machine's single-thread matrix-multiply rate measured in the same run.
 """
 
 from __future__ import annotations
@@ -51,7 +54,64 @@ def sweep(
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     cells = len({t.user_attrs["cell"] for t in done if "cell" in t.user_attrs})
     summary = (runs / name / "summary.md").read_text()
-    return {"name": name, "workers": workers, "cells": cells, "wall": wall, "summary": summary}
+    return {"name": name, "workers": workers, "cells": cells, "wall": wall, "summary": summary, "study": study}
+
+
+def matmul_rate() -> float:
+    """FLOP/s of one CPU thread on a 512 x 1024 by 1024 x 1024 float32 product (a wide layer's batch), best of 5."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * 512 * 1024 * 1024 / best
+
+
+def arithmetic_floor(full: dict, grid: list[dict]) -> str:
+    """The grid's nn.Linear arithmetic over this machine's measured matmul rate, as a floor on its wall time."""
+    import optuna
+
+    from genre_torch.tools.search_summary import SEED
+
+    done = {}
+    for t in full["study"].get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if "cell" in t.user_attrs and "dense_flops" in t.user_attrs:
+            done.setdefault(t.user_attrs["cell"], t)
+
+    def config(params: dict) -> str:
+        return repr(sorted((k, v) for k, v in params.items() if k != SEED))
+
+    by_config: dict[str, list[float]] = {}
+    for t in done.values():
+        by_config.setdefault(config(t.params), []).append(t.user_attrs["dense_flops"])
+    finished = sum(t.user_attrs["dense_flops"] for t in done.values())
+    left = [c for i, c in enumerate(grid) if i not in done]
+    projected = [sum(by_config[config(c)]) / len(by_config[config(c)]) for c in left if config(c) in by_config]
+    rate, workers = matmul_rate(), full["workers"]
+
+    def minutes(flops: float) -> float:
+        return flops / rate / workers / 60
+
+    seconds = sum(t.user_attrs["seconds"] for t in done.values())
+    text = (
+        f"Arithmetic floor: the nn.Linear layers of the {len(done)} finished trainings did {finished / 1e12:.1f} "
+        f"TFLOP (forward on training and validation rows, weight gradients; input gradients and everything else "
+        f"left out). This machine multiplies matrices at {rate / 1e9:.1f} GFLOP/s on one thread (a 512 x 1024 by "
+        f"1024 x 1024 float32 product, measured in this run), so that alone needs {minutes(finished):.1f} min of "
+        f"{workers} workers; the trainings took {seconds / 60 / workers:.1f} min of {workers} workers in all."
+    )
+    if left:
+        text += (
+            f" The {len(left)} unfinished cells, each counted as the mean of its configuration's finished seeds "
+            f"({len(left) - len(projected)} without one count 0), bring the whole grid's floor to "
+            f"{minutes(finished + sum(projected)):.1f} min."
+        )
+    return text + "\n"
 
 
 def gpu_utilisation(stop: threading.Event, samples: list[float]) -> None:
@@ -100,14 +160,17 @@ def main() -> None:
         args.subset, full_limit, extra = 2, 4, [*debug, *extra]  # 2 epochs of 5 batches (the space fixes max_epochs)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
-    one = sweep("subset_1", 1, args.subset, args, extra)
-    many = sweep(f"subset_{args.workers}", args.workers, args.subset, args, extra)
+    one = many = None
+    if args.subset:
+        one = sweep("subset_1", 1, args.subset, args, extra)
+        many = sweep(f"subset_{args.workers}", args.workers, args.subset, args, extra)
     full = None
     if args.full_timeout != 0:
         full = sweep(f"full_{args.workers}", args.workers, full_limit, args, extra, args.full_timeout)
     from genre_torch.tools.search_space import SearchSpace
 
-    grid = len(SearchSpace.load(args.space).grid()[:full_limit])
+    cells = SearchSpace.load(args.space).grid()[:full_limit]
+    grid = len(cells)
     gpu_rows = []
     for n in args.gpu_workers if args.gpu else []:
         stop, samples = threading.Event(), []
@@ -124,23 +187,27 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores; studies and logs in {args.out_dir}\n")  # fmt: skip
     print("| run | device | workers | trainings | wall s | trainings/hour | GPU util % |")
     print("|---|---|---|---|---|---|---|")
-    print(row(f"subset (first {args.subset} cells)", "cpu", one))
-    print(row(f"subset (first {args.subset} cells)", "cpu", many))
+    if one and many:
+        print(row(f"subset (first {args.subset} cells)", "cpu", one))
+        print(row(f"subset (first {args.subset} cells)", "cpu", many))
+    else:
+        print("| subset | not run (--subset 0) | | | | | |")
     if full is None:
         print("| full grid | not run (--full_timeout 0) | | | | | |")
     else:
         print(row(f"full grid ({full['cells']} of {grid} cells)", "cpu", full))
     print("\n".join(gpu_rows) if gpu_rows else "| GPU rows | not measured (no --gpu) | | | | | |")
-    ratio = (many["cells"] / many["wall"]) / (one["cells"] / one["wall"])
-    print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x", end="")
+    if one and many:
+        ratio = (many["cells"] / many["wall"]) / (one["cells"] / one["wall"])
+        print(f"\nThroughput {args.workers} workers / 1 worker on the subset: {ratio:.2f}x.")
     if full is None:
-        print(".\n")
-        print(many["summary"], end="")
+        print(f"\n{many['summary']}" if many else "", end="")
         return
     left = grid - full["cells"]
     minutes = f"{full['wall'] / 60:.1f} min"
     full_text = f"had {left} cells left after {minutes}" if left else f"took {minutes}"
-    print(f"; the full grid {full_text} with {args.workers} workers.\n")
+    print(f"\nThe full grid {full_text} with {args.workers} workers.\n")
+    print(arithmetic_floor(full, cells))
     print(full["summary"], end="")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,9 @@ def test_bench_search_quick(data_env) -> None:
     assert [r.split(" | ")[2:4] for r in rows] == [["1", "2"], ["2", "2"], ["2", "4"]]  # workers, trainings
     assert "| GPU rows | not measured (no --gpu)" in out.stdout and "workers / 1 worker on the subset" in out.stdout
     assert "4 of 4 cells finished" in out.stdout
+    # the arithmetic floor counts only rows trained (10 steps here, not whole epochs), so it stays below the time
+    floor = re.search(r"that alone needs ([0-9.]+) min of 2 workers; the trainings took ([0-9.]+) min", out.stdout)
+    assert floor and float(floor[1]) <= float(floor[2]), out.stdout
 
 
 def test_bench_search_gpu_without_a_gpu_is_a_usage_error(data_env) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 import pytorch_lightning as pl
 import yaml
+from torch import nn
 
 from genre_torch.cli import run_cli
 from genre_torch.core.errors import GenreTorchError
@@ -96,6 +97,7 @@ def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, fold
         raise GenreTorchError("a trial ran no validation epoch; check --trainer.limit_val_batches / max_epochs")
     attrs = {**report.best, "epochs": report.epochs, "seed": cli.config["seed_everything"]}
     attrs.update(seconds=round(time.perf_counter() - start, 3), worker=os.getpid())
+    attrs["dense_flops"] = dense_flops(cli.trainer, cli.model, cli.datamodule, report.epochs)
     logger = cli.trainer.logger
     if logger is not None:  # the study in TensorBoard's HParams tab: this trial's options and final metrics
         attrs["run"] = str(logger.log_dir)
@@ -107,6 +109,22 @@ def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, fold
     if report.pruned:
         raise optuna.TrialPruned(f"pruned after epoch {report.epochs - 1}")
     return report.best["val_acc"]
+
+
+def dense_flops(trainer: pl.Trainer, model: nn.Module, datamodule: Any, epochs: int) -> float:
+    """A floor on a training's arithmetic: the multiply-adds of its nn.Linear layers alone, per row seen.
+
+    Forward (2 FLOPs per multiply-add) on the training and validation rows, plus the weight gradients (2 more)
+    on training rows; input gradients, activations, the loss and the optimiser are left out, so the true count
+    is higher. Rows seen: each optimiser step's batch (no more than whole epochs), and each validation epoch's
+    batches (no more than the split). 0 when the split sizes are unknown (data streamed from a folder).
+    """
+    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    splits = getattr(datamodule, "splits", None) or {}
+    train = min(epochs * len(splits.get("train", ())), trainer.global_step * datamodule.batch_size)
+    val_batches = sum(trainer.num_val_batches) if trainer.num_val_batches else 0
+    val = epochs * min(len(splits.get("val", ())), val_batches * datamodule.eval_batch_size)
+    return float(macs * (4 * train + 2 * val))
 
 
 def resolved_config(fit_args: list[str]) -> dict[str, Any]:
