@@ -2,7 +2,7 @@
 
 python scripts/benchmark_accuracy.py [--datasets music_genre spotify_tracks] [--features audio audio+meta]
     [--splits canonical song artist] [--models lightgbm catboost realmlp best] [--seeds 0 1 2]
-    [--meta_columns artist_name ...] [--ensemble] [--blend] [--jobs 1] [--quick]
+    [--meta_columns artist_name ...] [--ensemble] [--blend] [--jobs 1] [--out_dir DIR] [--readme FILE] [--quick]
 
 Splits: canonical (stratified rows, DESIGN.md), song (no song in two splits: rows with identical audio features
 or the same track_id are one song) and artist (no first artist in two splits). Every row reports test accuracy
@@ -20,6 +20,12 @@ probability of its seed checkpoints. --blend adds a row per dataset, features an
 models of each model's seed-mean class probability, equal weights (nothing fitted, so no split is used to choose).
 --quick trains on a stratified sample of 3,000 rows for 2 epochs with tiny
 grids (CI smoke test; its numbers mean nothing). --jobs N runs N tasks at a time, each on one thread.
+--out_dir DIR keeps each finished task's result (and a network's checkpoints) in DIR as it ends: the same command
+again with the same DIR runs only the tasks without one, so a long benchmark can be stopped and resumed (a result
+is reused only when its config, data file and the package's code are unchanged; the table then gives the dates
+its results come from). Without it, a temporary folder is used and deleted. --readme FILE writes the canonical
+split's rows, with the command and date, between the lines <!-- benchmark_accuracy:begin --> and
+<!-- benchmark_accuracy:end --> of FILE (the README's results table is generated this way).
 """
 
 from __future__ import annotations
@@ -35,10 +41,40 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from genre_torch.tools.anchors import ANCHORS, missing
-from genre_torch.tools.benchmark import blend, config_data, ensemble, quick_sample, run_task, single_threaded, summary
+from genre_torch.tools.benchmark import (
+    blend,
+    config_data,
+    ensemble,
+    load_kept,
+    quick_sample,
+    run_kept,
+    single_threaded,
+    summary,
+    task_key,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("canonical", "song", "artist")
+MARKERS = ("<!-- benchmark_accuracy:begin -->", "<!-- benchmark_accuracy:end -->")
+
+
+def with_block(text: str, block: str) -> str:
+    """text with the lines between MARKERS replaced by block; ValueError without both markers, in order."""
+    lines = text.splitlines(keepends=True)
+    marks = [i for i, line in enumerate(lines) if line.strip() in MARKERS]
+    if len(marks) != 2 or lines[marks[0]].strip() != MARKERS[0]:
+        raise ValueError(f"it needs the lines {MARKERS[0]} and {MARKERS[1]}, once each and in that order")
+    return "".join([*lines[: marks[0] + 1], block, *lines[marks[1] :]])
+
+
+def readme_table(rows: list[list[str]], head: str) -> str:
+    """The canonical split's rows for the README: model, test accuracy, twin-free rows, per seed."""
+    lines = [head, "", "| dataset | features | model | test accuracy % | twin-free test rows % | per seed |"]
+    lines.append("|---|---|---|---|---|---|")
+    for dataset, features, split, model, acc, _, free, _, seeds, _ in rows:
+        if split == "canonical":
+            lines.append(f"| {dataset} | {features} | {model} | {acc} | {free.rsplit(' (', 1)[0]} | {seeds} |")
+    return "\n".join(lines) + "\n"
 
 
 def config_for(model: str, dataset: str, features: str) -> Path:
@@ -62,17 +98,26 @@ def main() -> None:
     parser.add_argument("--ensemble", action="store_true", help="add the seed ensemble of every network")
     parser.add_argument("--blend", action="store_true", help="add the equal-weight blend of the models (not hgb)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run at a time (worker processes)")
+    parser.add_argument("--out_dir", type=Path, help="keep each task's result here; run again to resume")
+    parser.add_argument("--readme", type=Path, help="write the canonical rows between the markers of this file")
     parser.add_argument("--quick", action="store_true", help="3,000-row sample, 2 epochs, tiny grids (CI)")
     args = parser.parse_args()
+    if args.readme:
+        try:
+            with_block(args.readme.read_text(), "")
+        except (OSError, ValueError) as e:
+            parser.error(f"--readme {args.readme}: {e}")
     if args.blend and ("hgb" in args.models or len(args.models) < 2):
         parser.error("--blend needs at least two models, none of them hgb (it gives no class probabilities)")
     skipped = {m: missing(m) for m in args.models if m in ANCHORS and missing(m)}
     for reason in skipped.values():
         print(f"left out: {reason}", flush=True)
     rows, grid, tasks = [], [], []
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as temporary:
+        workdir = (args.out_dir or Path(temporary)).resolve()
+        (workdir / "results").mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets:
-            path = quick_sample(dataset, workdir) if args.quick else None
+            path = quick_sample(dataset, str(workdir)) if args.quick else None
             for features, split, model in (
                 (f, s, m) for f in args.features for s in args.splits for m in args.models if m not in skipped
             ):
@@ -84,16 +129,22 @@ def main() -> None:
                     name = model
                 else:
                     config = config_for(model, dataset, features)
-                    todo = [("net", config, data, s, f"{workdir}/{len(tasks) + i}", args.quick)
-                            for i, s in enumerate(args.seeds)]  # fmt: skip
-                    name = f"{model} ({config.name})"
+                    todo = [("net", config, data, s, args.quick) for s in args.seeds]
+                    name = model if model.endswith(".yaml") else f"{model} ({config.name})"
                 label = features + (f" [{', '.join(meta)}]" if meta else "")
                 grid.append((dataset, label, split, model, name, data, len(tasks), len(todo)))
                 tasks += todo
+        keys = [task_key(t) for t in tasks]
+        results = [load_kept(str(workdir / "results" / f"{k}.pkl")) for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if len(todo) < len(tasks):
+            print(f"kept: {len(tasks) - len(todo)} of {len(tasks)} tasks' results in {workdir}", file=sys.stderr)
         context = multiprocessing.get_context("spawn")
         workers = {"mp_context": context, "initializer": single_threaded, "initargs": (os.getpid(),)}
         with ProcessPoolExecutor(args.jobs, **workers) as pool:
-            results = list(pool.map(run_task, tasks))
+            items = [(tasks[i], str(workdir), keys[i]) for i in todo]
+            for i, result in zip(todo, pool.map(run_kept, items), strict=True):
+                results[i] = result
         blended: dict[tuple[str, str, str], list[tuple[str, list[dict]]]] = {}
         for dataset, label, split, model, name, data, first, count in grid:
             runs = results[first : first + count]
@@ -109,12 +160,20 @@ def main() -> None:
                 result = blend([r for _, r in members])
                 rows.append([dataset, label, split, f"blend, equal weights: {what}", *summary([result])[:4], "-", "-"])
     command = shlex.join(["python", "scripts/benchmark_accuracy.py", *sys.argv[1:]])
-    print(f"\n`{command}` ({datetime.date.today().isoformat()}); seeds {args.seeds}; test 20 %, validation 10 % of")
+    dates = sorted({r.get("date", datetime.date.today().isoformat()) for r in results})
+    when = dates[0] if len(dates) == 1 else f"results from {dates[0]} to {dates[-1]}"
+    head = f"`{command}` ({when}); seeds {args.seeds}; test 20 %, validation 10 % of"
+    print(f"\n{head}")
     print("the rest; twin rows: test rows whose song (identical audio features or track_id) is also in training.\n")
     print("| dataset | features | split | model | test accuracy % | twin rows % (n) | twin-free rows % (n) "
           "| macro-F1 % | per seed | train s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    if args.readme:
+        about = f"`{command}` ({when}), seeds {args.seeds}; twin-free: test rows whose song is not in training."
+        text = with_block(args.readme.read_text(), readme_table(rows, about))
+        args.readme.with_name(f"{args.readme.name}.tmp").write_text(text)
+        os.replace(args.readme.with_name(f"{args.readme.name}.tmp"), args.readme)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from genre_torch.tools.benchmark import blend
 from tests.conftest import real_file
 
 ROOT = Path(__file__).resolve().parents[1]
+MARKER_END = "<!-- benchmark_accuracy:end -->"
 
 
 @pytest.mark.real_data
@@ -140,3 +141,47 @@ def test_blend_is_the_equal_weight_mean_of_each_models_seed_mean() -> None:
     assert blend([a])["hits"].tolist() == [True, False]
     with pytest.raises(ValueError, match="same test rows"):
         blend([a, [{**b[0], "y": y[::-1]}]])
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> None:
+    folder = real_file("music_genre").parent
+    config = tmp_path / "mlp.yaml"
+    config.write_text((ROOT / "configs" / "music_genre.yaml").read_text())
+    env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n<!-- benchmark_accuracy:begin -->\nold table\n<!-- benchmark_accuracy:end -->\nend\n")
+
+    def bench(*seeds: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
+        cmd += ["--features", "audio", "--splits", "canonical", "--models", str(config), "--out_dir", "kept"]
+        cmd += ["--seeds", *seeds, "--readme", "README.md"]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
+
+    def per_seed(done: subprocess.CompletedProcess) -> list[str]:
+        return done.stdout.strip().splitlines()[-1].split(" | ")[8].split(", ")
+
+    first = bench("0")
+    assert first.stderr.count("RESULT ") == 1 and "kept:" not in first.stderr
+    assert not list((tmp_path / "kept" / "results").glob("*.tmp"))  # written whole, then renamed
+    more = bench("0", "1")  # seed 0 is kept: only seed 1 trains
+    assert more.stderr.count("RESULT ") == 1 and "seed 1" in more.stderr and "kept: 1 of 2 tasks" in more.stderr
+    assert per_seed(more)[0] == per_seed(first)[0] and len(per_seed(more)) == 2
+    lines = readme.read_text().splitlines()  # the table between the markers is the run's canonical rows
+    assert lines[:2] == ["# title", "<!-- benchmark_accuracy:begin -->"] and lines[-2:] == [MARKER_END, "end"]
+    assert "old table" not in lines and "--seeds 0 1" in lines[2]
+    assert lines[-3].endswith(f"| {', '.join(per_seed(more))} |")
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.003"))
+    changed = bench("0")  # another config: its result is not the kept one
+    assert changed.stderr.count("RESULT ") == 1 and "kept:" not in changed.stderr
+
+
+def test_benchmark_refuses_a_readme_without_its_markers_before_training(tmp_path) -> None:
+    (tmp_path / "README.md").write_text("# no markers\n")
+    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--readme", "README.md"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--readme README.md: it needs the lines <!-- benchmark" in done.stderr
+    assert (tmp_path / "README.md").read_text() == "# no markers\n" and not done.stdout

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
+import hashlib
 import json
 import os
+import pickle
 import signal
 import statistics
 import sys
@@ -139,6 +142,45 @@ def single_threaded(parent: int | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     threadpool_limits(1)
     torch.set_num_threads(1)
+
+
+def task_key(task: tuple) -> str:
+    """What a task's result depends on, hashed: the task, its config's text, the data file's bytes, our code.
+
+    A kept result is reused only when all of these are the same; the code is every .py file of the package.
+    """
+    kind, name, data, seed, *_ = task
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(json.dumps([kind, str(name), data, seed, task[-1]], sort_keys=True).encode())
+    if kind == "net":
+        digest.update(Path(name).read_bytes())
+    digest.update(find_data_file(get_spec(data["dataset"]), data.get("path")).read_bytes())
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + source.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def run_kept(item: tuple[tuple, str, str]) -> dict:
+    """Run (task, folder, key) and keep its result in folder/results/KEY.pkl (written whole, then renamed).
+
+    A network trains in folder/tasks/KEY: its checkpoints stay beside the result (an ensemble reloads them).
+    """
+    task, folder, key = item
+    if task[0] == "net":
+        task = (*task[:-1], f"{folder}/tasks/{key}", task[-1])
+    path = f"{folder}/results/{key}.pkl"
+    result = {**run_task(task), "date": datetime.date.today().isoformat()}
+    with open(f"{path}.tmp", "wb") as out:
+        pickle.dump(result, out)
+    os.replace(f"{path}.tmp", path)
+    return result
+
+
+def load_kept(path: str) -> dict | None:
+    """A kept result, or None when there is none."""
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as kept:
+        return pickle.load(kept)
+    return None
 
 
 def run_task(task: tuple) -> dict:
