@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -144,6 +145,15 @@ def single_threaded(parent: int | None = None) -> None:
     torch.set_num_threads(1)
 
 
+@functools.cache
+def digest(*paths: Path) -> str:
+    """sha256 of these files' names (not their folders) and bytes; cached: a benchmark asks once per task."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
 def task_key(task: tuple) -> str:
     """What a task's result depends on, hashed: the task, its config's text, the data file's bytes, our code.
 
@@ -151,13 +161,11 @@ def task_key(task: tuple) -> str:
     """
     kind, name, data, seed, *_ = task
     package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256(json.dumps([kind, str(name), data, seed, task[-1]], sort_keys=True).encode())
+    parts = [kind, str(name), data, seed, task[-1], digest(*sorted(package.rglob("*.py")))]
+    parts.append(digest(find_data_file(get_spec(data["dataset"]), data.get("path"))))
     if kind == "net":
-        digest.update(Path(name).read_bytes())
-    digest.update(find_data_file(get_spec(data["dataset"]), data.get("path")).read_bytes())
-    for source in sorted(package.rglob("*.py")):
-        digest.update(source.relative_to(package).as_posix().encode() + source.read_bytes())
-    return digest.hexdigest()[:20]
+        parts.append(Path(name).read_text())
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def run_kept(item: tuple[tuple, str, str]) -> dict:
