@@ -31,7 +31,6 @@ split's rows, with the command and date, between the lines <!-- benchmark_accura
 from __future__ import annotations
 
 import argparse
-import datetime
 import multiprocessing
 import os
 import shlex
@@ -40,11 +39,13 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from genre_torch.core.checkpoint_io import atomic_path
 from genre_torch.tools.anchors import ANCHORS, missing
 from genre_torch.tools.benchmark import (
     blend,
     config_data,
     ensemble,
+    kept_path,
     load_kept,
     quick_sample,
     run_kept,
@@ -135,7 +136,7 @@ def main() -> None:
                 grid.append((dataset, label, split, model, name, data, len(tasks), len(todo)))
                 tasks += todo
         keys = [task_key(t) for t in tasks]
-        results = [load_kept(str(workdir / "results" / f"{k}.pkl")) for k in keys]
+        results = [load_kept(kept_path(workdir, k)) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         if len(todo) < len(tasks):
             print(f"kept: {len(tasks) - len(todo)} of {len(tasks)} tasks' results in {workdir}", file=sys.stderr)
@@ -160,10 +161,9 @@ def main() -> None:
                 result = blend([r for _, r in members])
                 rows.append([dataset, label, split, f"blend, equal weights: {what}", *summary([result])[:4], "-", "-"])
     command = shlex.join(["python", "scripts/benchmark_accuracy.py", *sys.argv[1:]])
-    dates = sorted({r.get("date", datetime.date.today().isoformat()) for r in results})
+    dates = sorted({r["date"] for r in results})
     when = dates[0] if len(dates) == 1 else f"results from {dates[0]} to {dates[-1]}"
-    head = f"`{command}` ({when}); seeds {args.seeds}; test 20 %, validation 10 % of"
-    print(f"\n{head}")
+    print(f"\n`{command}` ({when}); seeds {args.seeds}; test 20 %, validation 10 % of")
     print("the rest; twin rows: test rows whose song (identical audio features or track_id) is also in training.\n")
     print("| dataset | features | split | model | test accuracy % | twin rows % (n) | twin-free rows % (n) "
           "| macro-F1 % | per seed | train s |")  # fmt: skip
@@ -172,8 +172,8 @@ def main() -> None:
     if args.readme:
         about = f"`{command}` ({when}), seeds {args.seeds}; twin-free: test rows whose song is not in training."
         text = with_block(args.readme.read_text(), readme_table(rows, about))
-        args.readme.with_name(f"{args.readme.name}.tmp").write_text(text)
-        os.replace(args.readme.with_name(f"{args.readme.name}.tmp"), args.readme)
+        with atomic_path(args.readme) as tmp:
+            tmp.write_text(text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch
 import yaml
 from sklearn.metrics import f1_score
 
+from genre_torch.core.checkpoint_io import atomic_path
 from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.core.datasets import get_spec
 from genre_torch.core.module import GenreClassifier
@@ -168,23 +169,26 @@ def task_key(task: tuple) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def kept_path(folder: str | Path, key: str) -> Path:
+    """Where a task's kept result lives."""
+    return Path(folder) / "results" / f"{key}.pkl"
+
+
 def run_kept(item: tuple[tuple, str, str]) -> dict:
-    """Run (task, folder, key) and keep its result in folder/results/KEY.pkl (written whole, then renamed).
+    """Run (task, folder, key) and keep its result at kept_path (written whole, then renamed).
 
     A network trains in folder/tasks/KEY: its checkpoints stay beside the result (an ensemble reloads them).
     """
     task, folder, key = item
     if task[0] == "net":
         task = (*task[:-1], f"{folder}/tasks/{key}", task[-1])
-    path = f"{folder}/results/{key}.pkl"
     result = {**run_task(task), "date": datetime.date.today().isoformat()}
-    with open(f"{path}.tmp", "wb") as out:
+    with atomic_path(kept_path(folder, key)) as tmp, open(tmp, "wb") as out:
         pickle.dump(result, out)
-    os.replace(f"{path}.tmp", path)
     return result
 
 
-def load_kept(path: str) -> dict | None:
+def load_kept(path: Path) -> dict | None:
     """A kept result, or None when there is none."""
     with contextlib.suppress(FileNotFoundError), open(path, "rb") as kept:
         return pickle.load(kept)
