@@ -66,7 +66,7 @@ def lightgbm(data: Splits, classes: int, seed: int, quick: bool) -> tuple[np.nda
             colsample_bytree=0.8, reg_lambda=1.0, n_jobs=1, random_state=seed, verbose=-1, **setting,
         )  # fmt: skip
         stop = [lgb.early_stopping(50, verbose=False)]
-        return model.fit(xt, yt, eval_set=[(xv, yv)], eval_metric="multi_logloss", callbacks=stop)
+        return model.fit(xt, yt, eval_X=(xv,), eval_y=(yv,), eval_metric="multi_logloss", callbacks=stop)
 
     settings = grid(QUICK_GRID["lightgbm"] if quick else LIGHTGBM_GRID)
     model, setting, loss = choose(fit, lambda m, x: m.predict_proba(x), data, settings, classes)
