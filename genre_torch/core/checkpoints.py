@@ -15,6 +15,11 @@ from genre_torch.core.errors import GenreTorchError
 CHECKPOINT_KEY = "genre_torch"
 
 
+def data_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader)."""
+    return ckpt[CHECKPOINT_KEY]
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A genre_torch checkpoint as plain tensors and primitives; anything else is a one-line error."""
     if not Path(path).is_file():
@@ -61,7 +66,7 @@ def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, da
             f"{path} was written by an older genre_torch (architecture {hparams['arch']!r} by name): `genre-torch "
             "predict` and `export` still read it; to test or resume, retrain with `genre-torch fit --config ...`"
         )
-    trained_on = ckpt[CHECKPOINT_KEY].get("dataset")
+    trained_on = data_state(ckpt).get("dataset")
     if dataset is not None and trained_on != dataset:
         raise GenreTorchError(
             f"{path} was trained on {trained_on}, not {dataset}: pass that dataset's config "

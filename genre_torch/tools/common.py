@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_archive
-from genre_torch.core.checkpoints import model_arguments, read_checkpoint
+from genre_torch.core.checkpoints import data_state, model_arguments, read_checkpoint
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
@@ -32,7 +32,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def check_consistent(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose preprocessing state is incomplete or does not fit its model's input and output."""
     try:
-        pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
+        pre = Preprocessor.from_state_dict(data_state(ckpt)["preprocessor"])
         width, genres = pre.num_features, len(pre.classes)
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise GenreTorchError(

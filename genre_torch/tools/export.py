@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.tools import parsers
 from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
 
@@ -66,13 +66,13 @@ class ExportedModel(nn.Module):
 
 def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The input contract of an exported model: column order, category lists, genre names."""
-    state = ckpt[CHECKPOINT_KEY]["preprocessor"]
+    state = data_state(ckpt)["preprocessor"]
     numeric = [{"name": c, "kind": "numeric", "missing": "NaN"} for c in state["numeric"]]
     categorical = [
         {"name": c, "kind": "categorical", "categories": list(state["vocab"][c]), "missing": "-1 or NaN"}
         for c in state["categorical"]
     ]
-    spec = spec_from_checkpoint_state(ckpt[CHECKPOINT_KEY])
+    spec = spec_from_checkpoint_state(data_state(ckpt))
     return {
         "dataset": spec.name,
         "spec": spec.to_dict(),  # the cleaning rules the input rows must have been through
@@ -105,7 +105,7 @@ def export(ckpt_path: str | os.PathLike, fmt: str, output: str | os.PathLike) ->
     check_output(output, [ckpt_path])
     check_output(sidecar, [ckpt_path])
     ckpt = load_checkpoint(ckpt_path)
-    wrapper = ExportedModel(load_model(ckpt).backbone, ckpt[CHECKPOINT_KEY]["preprocessor"]).eval()
+    wrapper = ExportedModel(load_model(ckpt).backbone, data_state(ckpt)["preprocessor"]).eval()
     contract = describe(ckpt)
     example = torch.zeros(2, len(contract["columns"]))
     text = json.dumps(contract, indent=2)

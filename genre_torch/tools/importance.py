@@ -19,10 +19,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.inspection import permutation_importance
 
 from genre_torch.core.checkpoint_io import write_error
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.data import GenreDataModule
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.runs import claim_version
 from genre_torch.tools import figures, parsers
@@ -58,7 +58,7 @@ def accuracy(estimator: _Scorer, rows: pd.DataFrame, labels: np.ndarray) -> floa
 def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -> tuple[pd.DataFrame, str, float]:
     """Importance table (column, mean and std accuracy drop), the dataset name and the unpermuted accuracy."""
     ckpt = load_checkpoint(ckpt_path)
-    state = ckpt[CHECKPOINT_KEY]
+    state = data_state(ckpt)
     known = inspect.signature(GenreDataModule).parameters  # skips Lightning's own keys such as _instantiator
     saved = {**(ckpt.get("datamodule_hyper_parameters") or {}), "dataset": spec_from_checkpoint_state(state).to_dict()}
     settings = {k: v for k, v in saved.items() if k in known}

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state, warn_problems
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.module import GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.tools import parsers
 from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
@@ -114,7 +115,7 @@ def mismatch(columns: list[str], spec: DatasetSpec, unseen: int, total: int, exa
 def load_predictor(ckpt_path: str | os.PathLike, batch_size: int = 8192) -> Predictor:
     """A Predictor from a checkpoint written by `genre-torch fit` (no training data needed)."""
     ckpt = load_checkpoint(ckpt_path)
-    state = ckpt[CHECKPOINT_KEY]
+    state = data_state(ckpt)
     spec = spec_from_checkpoint_state(state)
     return Predictor(load_model(ckpt), Preprocessor.from_state_dict(state["preprocessor"]), spec)
 
