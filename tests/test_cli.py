@@ -52,7 +52,9 @@ def test_every_config_parses(capsys, config: str, preset: str | None) -> None:
 
 def test_train_metrics_are_the_epoch_means_over_every_training_row(data_env) -> None:
     # lr 0: the weights stay at their initialisation, so the epoch's running metrics must equal one pass
-    cli = run_cli(fit("spotify_tracks", "--model.lr", "0", "--trainer.max_epochs", "1")[1:], run=False)  # no subcommand
+    cli = run_cli(
+        fit("spotify_tracks", "--optimizer.lr", "0", "--trainer.max_epochs", "1")[1:], run=False
+    )  # no subcommand
     cli.datamodule.setup("fit")
     x, y = cli.datamodule.tensors["train"]
     with torch.no_grad():

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from genre_torch.cli import main, run_cli
 from genre_torch.core.module import GenreClassifier
+from tests.fault_tools import one_line_error
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # 600 synthetic rows: 420 training rows, 7 batches of 64 per epoch
@@ -76,7 +77,7 @@ def test_user_callback_hooks_fire_once_per_optimiser_step_with_an_xy_batch(data_
 def test_gradient_clipping_from_the_trainer_clips(data_env) -> None:
     moved = {}
     for name, extra in (("free", []), ("clipped", ["--trainer.gradient_clip_val", "1e-9"])):
-        cli = run_cli([*FIT[1:], "--trainer.max_steps", "1", "--model.scheduler", "null", *extra], run=False)
+        cli = run_cli([*FIT[1:], "--trainer.max_steps", "1", "--lr_scheduler", "null", *extra], run=False)
         before = {k: v.clone() for k, v in cli.model.state_dict().items()}
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         moved[name] = max((v - before[k]).abs().max() for k, v in cli.model.state_dict().items() if "backbone" in k)
@@ -100,7 +101,7 @@ def test_limit_train_batches_max_steps_and_val_check_interval(data_env) -> None:
 
 def test_learning_rate_monitor_logs_every_optimiser_step(data_env) -> None:
     monitor = pl.callbacks.LearningRateMonitor(logging_interval="step")
-    cli = fit_with([monitor], "--model.scheduler", "cosine")
+    cli = fit_with([monitor], "--lr_scheduler", "WarmupCosine")
     points = scalars(cli.trainer.log_dir, "lr-Adam")
     assert len(points) == 2 * STEPS and points[0].value > points[-1].value  # the cosine schedule, step by step
 
@@ -175,12 +176,13 @@ def test_ema_weights_are_what_is_validated_and_tested(data_env, capsys) -> None:
 
 def test_tuner_callbacks_change_what_the_schedule_is_built_from(data_env) -> None:
     # LearningRateFinder and BatchSizeFinder run at fit start, after Lightning built the optimiser and its schedule
-    onecycle = ["--model.scheduler", "onecycle", "--trainer.max_epochs", "2"]
+    onecycle = ["--lr_scheduler", "OneCycle", "--trainer.max_epochs", "2"]
     found = run_cli(
         [*FIT, *onecycle, "--trainer.callbacks+=LearningRateFinder", "--trainer.callbacks.num_training_steps", "20"]
     )
     peak = found.trainer.lr_scheduler_configs[0].scheduler.optimizer.param_groups[0]["max_lr"]
-    assert found.model.hparams.lr != 0.01 and peak == pytest.approx(found.model.hparams.lr)  # the suggestion is used
+    lr = found.model.hparams.optimizer["init_args"]["lr"]  # the checkpoint and HParams say what was used
+    assert lr != 0.01 and peak == pytest.approx(lr) and found.model.lr == lr  # the suggestion is used
     sized = run_cli([*FIT, *onecycle, "--trainer.callbacks+=BatchSizeFinder", "--trainer.callbacks.max_trials", "3"])
     assert sized.datamodule.hparams.batch_size == 8  # Lightning's power mode, 3 trials: 2, 4, 8
     steps = 2 * len(sized.datamodule.train_dataloader())
@@ -270,12 +272,42 @@ def test_swa_batch_norm_epoch_does_not_train(data_env) -> None:
     assert any(not torch.equal(final[n], w) for n, w in seen.weights[3].items())
 
 
-def test_lightning_cli_optimizer_options_are_not_offered(capsys, data_env) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main([*FIT, "--optimizer", "Adam", "--lr_scheduler", "StepLR"])
-    assert exit_info.value.code == 2
-    assert "unrecognized arguments" in capsys.readouterr().err
-    assert not Path("runs").exists()
+def test_lightning_cli_optimizer_and_lr_scheduler_are_injected(data_env) -> None:
+    sgd = [
+        "--optimizer",
+        "SGD",
+        "--optimizer.lr",
+        "0.05",
+        "--optimizer.momentum",
+        "0.9",
+        "--optimizer.nesterov",
+        "true",
+    ]
+    step = ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5"]
+    cli = run_cli([*FIT, *sgd, *step, "--trainer.max_epochs", "2"])
+    opt = cli.trainer.optimizers[0]
+    assert (
+        isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    )
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5**2)  # stepped once per epoch
+    ckpt = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert ckpt["hyper_parameters"]["optimizer"]["class_path"].endswith("SGD")
+    assert ckpt["hyper_parameters"]["lr_scheduler"]["init_args"]["step_size"] == 1
+    assert (
+        "step" in ckpt["optimizer_states"][0]["state"][0]
+        or "momentum_buffer" in ckpt["optimizer_states"][0]["state"][0]
+    )
+
+
+def test_a_schedule_over_the_run_refuses_a_resume_that_changes_its_length(capsys, data_env) -> None:
+    run_cli([*FIT, "--lr_scheduler", "OneCycle", "--trainer.max_epochs", "2"])
+    last = next(Path("checkpoints").rglob("last.ckpt"))
+    err = one_line_error(
+        capsys, *FIT, "--lr_scheduler", "OneCycle", "--trainer.max_epochs", "3", "--ckpt_path", str(last)
+    )
+    assert "learning-rate schedule spans" in err and "resume with the run's own settings" in err
+    err = one_line_error(capsys, *FIT, "--optimizer", "SGD", "--optimizer.lr", "0.1", "--ckpt_path", str(last))
+    assert "differs from the checkpoint's (Adam)" in err
 
 
 def test_resuming_a_finished_run_keeps_the_best_checkpoint(data_env) -> None:
@@ -296,7 +328,7 @@ def test_resuming_a_finished_run_keeps_the_best_checkpoint(data_env) -> None:
 
 
 def test_fast_path_trains_exactly_like_the_standard_path(data_env) -> None:
-    args = ["--model.backbone.dropout", "0.2", "--model.scheduler", "onecycle", "--model.batch_transform", "Mixup"]
+    args = ["--model.backbone.dropout", "0.2", "--lr_scheduler", "OneCycle", "--model.batch_transform", "Mixup"]
     standard = fit_with([], *args)
     fast = fit_with([], *args, "--data.batches_per_step", "3")
     assert not fast.model.automatic_optimization and standard.model.automatic_optimization

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 
 from genre_torch import load_predictor
 from genre_torch.cli import main, run_cli
-from genre_torch.core import models
+from genre_torch.core import models, schedules
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import GenreClassifier
 from genre_torch.tools.export import raw_matrix
@@ -24,7 +25,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_parameter_groups_carry_the_learning_rate_factors_into_the_optimiser() -> None:
     backbone = {"class_path": "RealMLP", "init_args": {"hidden_dims": [8], "betas": [0.9, 0.95]}}
-    model = GenreClassifier(6, 3, num_numeric=4, backbone=backbone, optimizer="adamw", lr=0.04, weight_decay=0.02)
+    adamw = functools.partial(torch.optim.AdamW, lr=0.04, weight_decay=0.02)
+    model = GenreClassifier(6, 3, num_numeric=4, backbone=backbone, optimizer=adamw)
     opt = model.configure_optimizers()
     net = model.backbone
     group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
@@ -101,7 +103,8 @@ def test_coslog4_schedule_restarts_four_times_and_keeps_the_group_factors(data_e
     x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)  # 16 steps an epoch
     backbone = {"class_path": "RealMLP", "init_args": {"hidden_dims": [8]}}
-    model = GenreClassifier(6, 3, backbone=backbone, optimizer="adamw", lr=0.04, scheduler="coslog4")
+    adamw = functools.partial(torch.optim.AdamW, lr=0.04)
+    model = GenreClassifier(6, 3, backbone=backbone, optimizer=adamw, lr_scheduler=schedules.CosLog4)
     recorder = LRRecorder()
     trainer = pl.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.callbacks.append(recorder)

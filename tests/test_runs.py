@@ -63,8 +63,8 @@ def test_bad_ckpt_path_is_one_line_and_creates_nothing(capsys, data_env, tmp_pat
 
 
 def test_a_diverged_run_stops_in_one_line_and_saves_no_non_finite_weights(capsys, data_env) -> None:
-    err = one_line_error(capsys, *FIT, "--model.lr", "1e30", "--trainer.max_epochs", "5")
-    assert "training diverged in epoch" in err and "lower --model.lr" in err
+    err = one_line_error(capsys, *FIT, "--optimizer.lr", "1e30", "--trainer.max_epochs", "5")
+    assert "training diverged in epoch" in err and "lower --optimizer.lr" in err
     for path in Path("checkpoints").rglob("*.ckpt"):
         state = torch.load(path, weights_only=True)["state_dict"]
         assert all(v.isfinite().all() for v in state.values() if v.is_floating_point()), path

@@ -59,7 +59,8 @@ def test_tensorboard_serves_scalars_hparams_confusion_matrix_and_notes() -> None
         assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"} <= set(scalars)
         experiment = json.loads(get(f"{base}/plugin/hparams/experiment", {"experimentName": ""}))
         hparams = {h["name"] for h in experiment["hparamInfos"]}
-        assert {"data/dataset", "data/features", "data/split", "data/batch_size", "model/lr"} <= hparams
+        assert {"backbone", "backbone/hidden_dims", "criterion", "optimizer", "optimizer/lr", "seed"} <= hparams
+        assert {"data/dataset", "data/features", "data/split", "data/batch_size"} <= hparams
         assert not [h for h in hparams if "_instantiator" in h or "_class_path" in h]
         assert {"hp/val_acc", "hp/test_acc"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
         query = urllib.parse.urlencode({"run": name, "tag": "test/confusion_matrix"})

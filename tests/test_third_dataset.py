@@ -31,7 +31,7 @@ FAST = [
     "false",
     "--data.batch_size",
     "64",
-    "--model.lr",
+    "--optimizer.lr",
     "0.01",
 ]
 

@@ -31,7 +31,7 @@ from genre_torch.tools.search_storage import open_storage  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
 SPACE = {
-    "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+    "optimizer.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
     "model.backbone.hidden_dims": {"choices": [[8], [16, 8]]},
 }
 FAST = ["--trainer.max_epochs", "3", "--data.batch_size", "64"]
@@ -52,7 +52,7 @@ def test_space_kinds_labels_and_conditions() -> None:
     space = SearchSpace(
         {
             "model.backbone": {"choices": ["MLP", "PLRMLP"]},
-            "model.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+            "optimizer.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
             "data.batch_size": {"low": 32, "high": 256, "step": 32},
             "model.backbone.hidden_dims": {"choices": [[8], [16, 8]]},
             "model.backbone.sigma": {"low": 0.01, "high": 1.0, "when": {"model.backbone": "PLRMLP"}},
@@ -63,7 +63,7 @@ def test_space_kinds_labels_and_conditions() -> None:
     assert space.params[3].distribution.choices == ("[8]", "[16, 8]")  # Optuna stores the JSON text of a list
     params = {
         "model.backbone": "PLRMLP",
-        "model.lr": 1e-3,
+        "optimizer.lr": 1e-3,
         "data.batch_size": 64,
         "model.backbone.hidden_dims": "[16, 8]",
     }
@@ -88,19 +88,19 @@ def test_grid_has_every_combination_of_applicable_choices() -> None:
     assert len(cells) == 2 + 4 and len({json.dumps(c, sort_keys=True) for c in cells}) == 6
     assert {"model.backbone": "MLP", "seed_everything": 1} in cells
     with pytest.raises(GenreTorchError, match="ranges"):
-        SearchSpace({"model.lr": {"low": 0.1, "high": 1.0}}).grid()
+        SearchSpace({"optimizer.lr": {"low": 0.1, "high": 1.0}}).grid()
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ([1, 2], "expected a mapping"),
-        ({"model.lr": {"low": "1e-3", "high": 0.1}}, "must be numbers"),
-        ({"model.lr": {"low": 0.1, "high": 0.01}}, "is above high"),
-        ({"model.lr": {"low": 0.0, "high": 0.1, "log": True}}, "model.lr"),
+        ({"optimizer.lr": {"low": "1e-3", "high": 0.1}}, "must be numbers"),
+        ({"optimizer.lr": {"low": 0.1, "high": 0.01}}, "is above high"),
+        ({"optimizer.lr": {"low": 0.0, "high": 0.1, "log": True}}, "optimizer.lr"),
         ({"model.arch": {"choices": []}}, "non-empty list"),
         ({"model.arch": {"choices": ["mlp"], "bogus": 1}}, "expected a mapping"),
-        ({"model.lr": {"low": 0.1, "high": 1.0, "when": {"model.arch": "mlp"}}}, "must name entries above"),
+        ({"optimizer.lr": {"low": 0.1, "high": 1.0, "when": {"model.arch": "mlp"}}}, "must name entries above"),
         ({"model.arch": {"type": "ordinal", "choices": [1]}}, "unknown type"),
     ],
 )
@@ -116,7 +116,10 @@ def test_bad_tune_input_is_exit_2_with_one_line(data_env, tmp_path, capsys) -> N
         (["--config", CONFIG], "--space"),
         (["--config", CONFIG, "--space", str(tmp_path / "none.yaml")], "does not exist"),
         (["--config", CONFIG, "--space", space, "--model.nope", "1"], "fit options: "),
-        (["--config", CONFIG, "--space", space, "--model.lr", "0.1"], "both fixed on the command line and searched"),
+        (
+            ["--config", CONFIG, "--space", space, "--optimizer.lr", "0.1"],
+            "both fixed on the command line and searched",
+        ),
         (["--config", CONFIG, "--space", space, "--trials", "0"], "--trials must be at least 1"),
         (["--config", CONFIG, "--space", space, "--storage", "nonsense"], "not a database URL"),
         (["--config", CONFIG, "--space", space, "--timeout", "0"], "has no completed trial yet"),  # creates it
@@ -143,7 +146,7 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
     cli = run_cli(["fit", "--config", str(best)])  # retrains the best trial's config, then tests it once
     assert cli.final_metrics["val/acc"] == pytest.approx(study.best_value, abs=1e-6)
     params = study.best_params
-    assert cli.config.fit.model.lr == params["model.lr"]
+    assert cli.config.fit.optimizer.init_args.lr == params["optimizer.lr"]
     assert cli.config.fit.model.backbone.init_args.hidden_dims == json.loads(params["model.backbone.hidden_dims"])
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -35,13 +35,34 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+LEGACY_SCHEDULES = {"cosine": "WarmupCosine", "coslog4": "CosLog4", "onecycle": "OneCycle"}
+
+
+def legacy_optimizer(args: dict[str, Any]) -> dict[str, Any]:
+    """Move the settings of before injected optimisers (optimizer: adam|adamw, lr, weight_decay, scheduler,
+    warmup) into optimizer / lr_scheduler configs that build the same optimiser and schedule."""
+    if not isinstance(args.get("optimizer", {}), str) and not {"lr", "scheduler", "warmup", "weight_decay"} & set(args):
+        return args
+    args = dict(args)
+    name = args.pop("optimizer", "adam") or "adam"
+    settings = {"lr": args.pop("lr", 1e-3), "weight_decay": args.pop("weight_decay", 0.0)}
+    args["optimizer"] = {"class_path": f"torch.optim.{'AdamW' if name == 'adamw' else 'Adam'}", "init_args": settings}
+    schedule, warmup = args.pop("scheduler", None), args.pop("warmup", 0.0) or 0.0
+    if schedule is not None:
+        init = {"pct_start": warmup or 0.3} if schedule == "onecycle" else {"warmup": warmup}
+        path = f"genre_torch.core.schedules.{LEGACY_SCHEDULES[schedule]}"
+        args["lr_scheduler"] = {"class_path": path, "init_args": init}
+    return args
+
+
 def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:
-    """GenreClassifier arguments from a checkpoint's hyper_parameters, also from before typed backbones.
+    """GenreClassifier arguments from a checkpoint's hyper_parameters, also from older versions of the module.
 
     Older checkpoints named the architecture (arch: mlp, arch_args: {...}) and kept label smoothing and
-    gradient clipping on the model; they map onto a backbone config and a CrossEntropy criterion.
+    gradient clipping on the model; they map onto a backbone config and a CrossEntropy criterion. Before injected
+    optimisers they named one (adam, adamw) with lr, weight_decay, scheduler and warmup (legacy_optimizer).
     """
-    args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    args = legacy_optimizer({k: v for k, v in hparams.items() if not k.startswith("_")})
     if "arch" in args:
         from genre_torch.core import models
 
@@ -65,6 +86,11 @@ def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, da
         raise GenreTorchError(
             f"{path} was written by an older genre_torch (architecture {hparams['arch']!r} by name): `genre-torch "
             "predict` and `export` still read it; to test or resume, retrain with `genre-torch fit --config ...`"
+        )
+    if isinstance(hparams.get("optimizer"), str) or "scheduler" in hparams:
+        raise GenreTorchError(
+            f"{path} was written before injected optimisers (optimizer: {hparams.get('optimizer')!r} by name): "
+            "`genre-torch predict`, `export` and `importance` still read it; to test or resume, retrain it"
         )
     trained_on = data_state(ckpt).get("dataset")
     if dataset is not None and trained_on != dataset:

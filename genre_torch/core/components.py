@@ -20,12 +20,13 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def resolve(path: str, base: type) -> type:
+def resolve(path: str, base: type | tuple[type, ...]) -> type:
     """The class at an import path, or a subclass of `base` known by its class name (e.g. "MLP")."""
+    bases = base if isinstance(base, tuple) else (base,)
     if "." not in path:
-        known = subclasses(base)
+        known = {name: cls for b in bases for name, cls in subclasses(b).items()}
         if path not in known:
-            raise GenreTorchError(f"unknown {base.__name__.lower()} {path!r}; known: {', '.join(sorted(known))}")
+            raise GenreTorchError(f"unknown {bases[0].__name__.lower()} {path!r}; known: {', '.join(sorted(known))}")
         return known[path]
     module, _, name = path.rpartition(".")
     try:
@@ -33,7 +34,7 @@ def resolve(path: str, base: type) -> type:
     except (ImportError, AttributeError):
         raise GenreTorchError(f"cannot import {path!r}: check the class_path") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise GenreTorchError(f"{path} is not a {base.__name__} subclass")
+        raise GenreTorchError(f"{path} is not a {' or '.join(b.__name__ for b in bases)} subclass")
     return cls
 
 
@@ -61,12 +62,12 @@ def to_config(value: Any) -> dict[str, Any] | None:
     raise GenreTorchError(f"cannot store {value!r} in a checkpoint: pass a class, a functools.partial or a config dict")
 
 
-def to_factory(value: Any, base: type) -> Callable[..., Any]:
+def to_factory(value: Any, base: type | tuple[type, ...]) -> Callable[..., Any]:
     """A callable building the part: config dicts are resolved, classes and partials are returned as they are."""
     if not isinstance(value, dict):
         return value
     if "class_path" not in value:
-        raise GenreTorchError(f"a {base.__name__} config needs a class_path, got {value}")
+        raise GenreTorchError(f"a {getattr(base, '__name__', 'component')} config needs a class_path, got {value}")
     cls = resolve(value["class_path"], base)
     return functools.partial(cls, **(value.get("init_args") or {}))
 

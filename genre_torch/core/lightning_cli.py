@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import (
     StochasticWeightAveraging,
     WeightAveraging,
 )
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
@@ -41,6 +41,10 @@ from genre_torch.core.runs import claim_version, release, resumed_version
 yaml.SafeDumper.add_multi_representer(enum.Enum, lambda dumper, member: dumper.represent_data(member.value))
 
 HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "scaling", "batches_per_step")
+HPARAM_SETTINGS = {
+    "optimizer": ("lr", "weight_decay", "momentum"),
+    "lr_scheduler": ("warmup", "pct_start", "step_size"),
+}
 
 
 class CLIError(GenreTorchError):
@@ -59,13 +63,13 @@ class OneLineParser(LightningArgumentParser):
 class GenreCLI(LightningCLI):
     """LightningCLI with data sizes linked into the model and always-on early stopping, checkpoints, TensorBoard.
 
-    The model's own optimiser settings (--model.optimizer, --model.lr, --model.scheduler) are the only ones:
-    LightningCLI's --optimizer/--lr_scheduler are not offered (auto_configure_optimizers=False).
+    LightningCLI's --optimizer/--lr_scheduler (any torch optimiser or scheduler, or your own) are handed to the model
+    as callables (model.optimizer / model.lr_scheduler), so that it applies them to the backbone's parameter groups.
     """
 
     def __init__(self, *args: Any, test_callbacks: list[Callback] | None = None, **kwargs: Any) -> None:
         """test_callbacks join the trainer for its test runs only (fit's steps do not dispatch to them)."""
-        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("auto_configure_optimizers", False)  # the model builds them: see add_arguments_to_parser
         self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
@@ -74,6 +78,11 @@ class GenreCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for size in ("num_features", "num_classes", "num_numeric"):
             parser.link_arguments(f"data.{size}", f"model.{size}", apply_on="instantiate")
+        # LightningCLI's --optimizer / --lr_scheduler: handed to the model (before_instantiate_classes), which applies
+        # the backbone's parameter groups, rather than patched over its configure_optimizers
+        parser.add_optimizer_args((torch.optim.Optimizer,))
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        parser.set_defaults({"optimizer": {"class_path": "torch.optim.Adam"}})
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
             {
@@ -144,6 +153,7 @@ class GenreCLI(LightningCLI):
                 raise GenreTorchError("--float32_matmul_precision must be highest, high or medium")
             torch.set_float32_matmul_precision(config["float32_matmul_precision"])
         _check_trainer(config.get("trainer") or {})
+        _inject_optimizer(config, self.subcommand)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """A TensorBoardLogger under runs/<dataset>/version_N (N claimed atomically), checkpoints beside it."""
@@ -239,10 +249,62 @@ class GenreCLI(LightningCLI):
         self.trainer.callbacks.extend(c for c in self.test_callbacks if c not in self.trainer.callbacks)
 
     def hparams_for_logging(self) -> dict[str, Any]:
-        """Model and data settings for TensorBoard's HParams tab, without Lightning's internal keys."""
-        model = {k: v for k, v in self.model.hparams.items() if not k.startswith("_")}
-        data = {k: v for k, v in self.datamodule.hparams.items() if k in HPARAM_DATA_KEYS}
-        return {"data": data, "model": model, "seed": self.config_init[self.subcommand].get("seed_everything")}
+        """What tells runs apart in TensorBoard's HParams tab, first: the parts by class name and their settings, the
+        optimiser, its schedule and the seed; then the data settings. Integers and lists as written (512, [64, 32])."""
+        hp = self.model.hparams
+        params: dict[str, Any] = {}
+        for part in ("backbone", "criterion", "batch_transform", "optimizer", "lr_scheduler"):
+            config = hp.get(part)
+            params[part] = _component(config)[0] if config else "none"
+            for key, value in (_component(config)[1] if config else {}).items():
+                if key in HPARAM_SETTINGS.get(part, ()) or part in ("backbone", "criterion"):
+                    params[f"{part}/{key}"] = value
+        params["seed"] = self.config_init[self.subcommand].get("seed_everything")
+        data = self.datamodule.hparams
+        params.update({f"data/{k}": data[k] for k in HPARAM_DATA_KEYS if k in data})
+        return {k: _as_written(v) for k, v in params.items()}
+
+
+def _as_written(value: Any) -> Any:
+    """An HParams value as the config wrote it: floats stay numbers, other values text (512, not 512.00)."""
+    return value if isinstance(value, float) else str(value)
+
+
+def _inject_optimizer(config: Any, subcommand: str | None) -> None:
+    """Hand --optimizer / --lr_scheduler to the model, whose configure_optimizers applies them.
+
+    A resumed fit keeps the checkpoint's (LightningCLI reads the model's settings from it): another one is refused,
+    since its state could not be restored. test and validate do not use them.
+    """
+    if subcommand not in ("fit", None):
+        return
+    model = config["model"]
+    model = model["init_args"] if "class_path" in model else model
+    for key in ("optimizer", "lr_scheduler"):
+        given, held = config.get(key), model.get(key)
+        if held is not None and not config.get("ckpt_path"):
+            raise GenreTorchError(f"set the {key.replace('_', ' ')} with --{key} (LightningCLI's), not --model.{key}")
+        if held is not None and not _same_component(held, given):
+            name = _component(given)[0] if given is not None else "none"
+            raise GenreTorchError(
+                f"--{key} {name} differs from the checkpoint's ({_component(held)[0]}): a resumed run keeps its "
+                "optimiser and schedule (pass the run's own config)"
+            )
+        model[key] = given
+
+
+def _component(value: Any) -> tuple[str, dict[str, Any]]:
+    """A class_path + init_args config as (class name, init_args)."""
+    value = value.as_dict() if hasattr(value, "as_dict") else dict(value)
+    return str(value.get("class_path", "")).rpartition(".")[2], dict(value.get("init_args") or {})
+
+
+def _same_component(a: Any, b: Any) -> bool:
+    """Whether two configs name the same class with no setting given differently (unnamed ones are defaults)."""
+    if a is None or b is None:
+        return a is b
+    (name_a, args_a), (name_b, args_b) = _component(a), _component(b)
+    return name_a == name_b and all(args_b[k] == v for k, v in args_a.items() if k in args_b)
 
 
 def log_final(trainer: Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from torchmetrics import MeanMetric
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from genre_torch.core import fast, models
+from genre_torch.core import fast, models, schedules  # noqa: F401 (schedules: known by class name)
 from genre_torch.core.checkpoint_io import nonfinite_tensor
 from genre_torch.core.checkpoints import CHECKPOINT_KEY
 from genre_torch.core.components import bound_arguments, to_config, to_factory
@@ -22,6 +23,7 @@ from genre_torch.core.models.mlp import MLP
 from genre_torch.core.transforms import BatchTransform
 
 COMPONENTS = {"backbone": Backbone, "criterion": Criterion, "batch_transform": BatchTransform}
+SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 class GenreClassifier(pl.LightningModule):
@@ -35,11 +37,9 @@ class GenreClassifier(pl.LightningModule):
         backbone: Callable[[int, int], Backbone] = MLP,
         criterion: Callable[[int], Criterion] = CrossEntropy,
         batch_transform: Callable[[int], BatchTransform] | None = None,
-        optimizer: Literal["adam", "adamw"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: Literal["cosine", "onecycle", "coslog4"] | None = None,
-        warmup: float = 0.0,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        metrics: dict[str, Callable[[int], Metric]] | None = None,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
         """
@@ -52,35 +52,59 @@ class GenreClassifier(pl.LightningModule):
                 (MLP, PLRMLP, ResMLP, TabM, FTTransformer; `--model.backbone.help NAME` lists its settings).
             criterion: Loss for training, val/loss and test/loss: CrossEntropy (label_smoothing) or FocalLoss.
             batch_transform: Training-batch augmentation, e.g. Mixup (None: off).
-            optimizer: adam or adamw.
-            lr: Learning rate.
-            weight_decay: Weight decay (L2 for adam, decoupled for adamw).
-            scheduler: Per-step learning-rate schedule over the whole run: cosine, onecycle or coslog4 (RealMLP's
-                4 cosine cycles on a log time scale) (None: constant).
-            warmup: Share of all steps spent warming the learning rate up linearly (cosine, coslog4; onecycle's
-                pct_start, 0.3 if 0).
+            optimizer: Any torch.optim optimiser or your own (`--optimizer SGD --optimizer.lr 0.1`; None: Adam),
+                applied to the backbone's parameter groups (a group's lr_factor / wd_factor multiply lr / weight_decay).
+                fused=True is passed where the class takes it and the config leaves it unset.
+            lr_scheduler: Any torch LR scheduler (`--lr_scheduler StepLR --lr_scheduler.step_size 10`, stepped per
+                epoch) or a per-step schedule over the whole run from genre_torch.core.schedules (OneCycle,
+                WarmupCosine, CosLog4: any scheduler taking `total_steps` gets the run's optimiser steps and is
+                stepped per optimiser step). None: a constant learning rate.
+            metrics: Extra torchmetrics metrics by name, computed from the validation and test forward passes and
+                logged as val/NAME and test/NAME (one value per genre as NAME/INDEX for per-class metrics), e.g.
+                `top3_acc: {class_path: torchmetrics.classification.MulticlassAccuracy, init_args: {top_k: 3}}`;
+                num_classes is passed as their first argument. Any of them can be --early_stopping.monitor.
             compile: torch.compile the backbone in place (checkpoints keep their keys): true, or a mode such as
                 reduce-overhead (CUDA graphs on a GPU). The first steps compile.
         """
         super().__init__()
         self.save_hyperparameters()
-        for name in COMPONENTS:  # plain {class_path, init_args} in hparams and checkpoints
+        for name in (*COMPONENTS, "optimizer", "lr_scheduler"):  # plain {class_path, init_args} in checkpoints
             self.hparams[name] = to_config(self.hparams[name])
-        _check_settings(num_features, num_classes, lr, weight_decay, warmup)
+        self.hparams["metrics"] = {k: to_config(v) for k, v in (metrics or {}).items()} or None
+        _check_settings(num_features, num_classes)
         make = to_factory(backbone, Backbone)
         fill = "n_numeric" in _parameters(make) and bound_arguments(make).get("n_numeric") is None
         self.backbone = make(num_features, num_classes, **({"n_numeric": num_numeric} if fill else {}))
         self.criterion = to_factory(criterion, Criterion)(num_classes)
         self.batch_transform = to_factory(batch_transform, BatchTransform)(num_classes) if batch_transform else None
+        self.make_optimizer = to_factory(optimizer or torch.optim.Adam, torch.optim.Optimizer)
+        self.make_lr_scheduler = to_factory(lr_scheduler, SCHEDULERS) if lr_scheduler is not None else None
+        _probe(self.make_optimizer, self.make_lr_scheduler)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
+        extra = {name: to_factory(m, Metric)(num_classes) for name, m in (metrics or {}).items()}
+        self.val_metrics = MetricCollection(extra, prefix="val/") if extra else None
+        self.test_metrics = self.val_metrics.clone(prefix="test/") if extra else None
+        self._saved_schedules: list[dict[str, Any]] = []  # a resumed run's scheduler states (their lengths)
+        self._configured = False  # configure_optimizers ran in this run
         self.preprocessor_state: dict[str, Any] | None = None
         self._sums: tuple[torch.Tensor, torch.Tensor] | None = None  # training loss and hits of the epoch
         self._rows = 0
         self._cuda_rng_state: torch.Tensor | None = None
         self._ensemble = hasattr(self.backbone, "forward_members")
+
+    @property
+    def lr(self) -> float:
+        """The optimiser's base learning rate (LearningRateFinder reads and sets it)."""
+        return float(_signature_defaults(self.make_optimizer).get("lr", 1e-3))
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        config = dict(self.hparams.optimizer)
+        self.hparams.optimizer = {**config, "init_args": {**(config.get("init_args") or {}), "lr": value}}
+        self.make_optimizer = to_factory(self.hparams.optimizer, torch.optim.Optimizer)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets plain attributes (the name of the running hook) several times per step; nn.Module's
@@ -98,6 +122,7 @@ class GenreClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """The grouped fast path (--data.batches_per_step > 1) trains with manual optimisation."""
         self.automatic_optimization = not fast.enabled(self.trainer)
+        self._configured = False
         if stage == "fit":
             fast.check(self.trainer, self)  # also when trained without GenreCLI
 
@@ -146,7 +171,7 @@ class GenreClassifier(pl.LightningModule):
         if not bool(finite):
             raise GenreTorchError(
                 f"training diverged in epoch {self.current_epoch} (non-finite loss or weights); nothing was saved "
-                "for it: lower --model.lr, or add --trainer.gradient_clip_val"
+                "for it: lower --optimizer.lr, or add --trainer.gradient_clip_val"
             )
 
     def on_train_epoch_end(self) -> None:
@@ -164,19 +189,20 @@ class GenreClassifier(pl.LightningModule):
         return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_loss, self.val_acc)
+        self._eval_step(batch, self.val_loss, self.val_acc, *filter(None, [self.val_metrics]))
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc})
+        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc, **_values(self.val_metrics)})
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.log_dict(fast.x_axis(self))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Update the test metrics; the logits go to callbacks (the test report)."""
-        return self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1)
+        return self._eval_step(batch, self.test_loss, self.test_acc, self.test_f1, *filter(None, [self.test_metrics]))
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc, "test/macro_f1": self.test_f1})
+        metrics = {"test/loss": self.test_loss, "test/acc": self.test_acc, "test/macro_f1": self.test_f1}
+        self.log_dict({**metrics, **_values(self.test_metrics)})
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities."""
@@ -184,34 +210,45 @@ class GenreClassifier(pl.LightningModule):
         return self(x).softmax(dim=-1)
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        fused = all(p.device.type in ("cpu", "cuda") for p in self.parameters())  # one kernel, not a loop per tensor
-        groups = models.optimizer_groups(self.backbone, hp.lr, hp.weight_decay)  # a backbone may declare LR factors
+        """The injected optimiser over the backbone's parameter groups, and the injected LR scheduler."""
+        make = self.make_optimizer
+        defaults = _signature_defaults(make)
+        kwargs = {}
+        if "fused" in defaults and defaults["fused"] is None:  # one kernel, not a loop per tensor
+            kwargs["fused"] = all(p.device.type in ("cpu", "cuda") for p in self.parameters()) or None
+        lr, weight_decay = float(defaults.get("lr", 1e-3)), float(defaults.get("weight_decay", 0.0) or 0.0)
+        groups = models.optimizer_groups(self.backbone, lr, weight_decay)  # a backbone may declare LR factors
         own = {id(p) for p in self.backbone.parameters()}
         rest = [p for p in self.parameters() if id(p) not in own]  # a criterion's or transform's parameters
         groups += [{"params": rest}] if rest else []
-        opt = cls(groups, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+        opt = make(groups, **kwargs)
+        self._configured = True
         self._built_for = self._tunable_settings()
-        if hp.scheduler is None:
+        if self.make_lr_scheduler is None:
             return opt
-        steps = fast.total_steps(self.trainer)
-        warm = int(hp.warmup * steps)
-        if hp.scheduler in ("cosine", "coslog4"):
-            shape = {  # multiplier of the learning rate over the run's progress t in [0, 1] after warm-up
-                "cosine": lambda t: 0.5 * (1 + math.cos(math.pi * t)),
-                # RealMLP's: 4 cosine cycles, each twice as long as the previous one
-                "coslog4": lambda t: 0.5 * (1 - math.cos(2 * math.pi * math.log2(1 + 15 * t))),
-            }[hp.scheduler]
-            progress = lambda step: min(1.0, (step - warm) / max(1, steps - warm))  # noqa: E731
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda step: (step + 1) / warm if step < warm else shape(progress(step))
+        make = self.make_lr_scheduler
+        per_step = "total_steps" in _parameters(make)
+        if per_step and bound_arguments(make).get("total_steps") is None:
+            make = functools.partial(make, total_steps=fast.total_steps(self.trainer))
+        sched = make(opt)
+        self._check_resumed_length(sched)
+        config = {"scheduler": sched, "interval": "step" if per_step else "epoch"}
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            ckpt = getattr(self.trainer, "checkpoint_callback", None)
+            config["monitor"] = getattr(ckpt, "monitor", None) or "val/loss"
+        return {"optimizer": opt, "lr_scheduler": config}
+
+    def _check_resumed_length(self, sched: Any) -> None:
+        """A schedule over the whole run cannot continue into a run of another length: refuse in one line."""
+        saved = next(iter(self._saved_schedules), {})
+        self._saved_schedules = []  # checked once, for the checkpoint the run resumes from
+        before, now = saved.get("total_steps"), getattr(sched, "total_steps", None)
+        if before is not None and now is not None and before != now:
+            raise GenreTorchError(
+                f"the checkpoint's learning-rate schedule spans {before} optimiser steps, this run would take {now} "
+                "(--trainer.max_epochs, max_steps or the batch size changed): resume with the run's own settings, "
+                "or start a new run from its weights"
             )
-        else:
-            pct = hp.warmup or 0.3
-            max_lr = [group["lr"] for group in opt.param_groups]
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=pct)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _tunable_settings(self) -> tuple[float, int | None]:
         """The settings the optimiser and its schedule are built from that a tuner callback may change: lr, batch."""
@@ -219,7 +256,7 @@ class GenreClassifier(pl.LightningModule):
             datamodule = getattr(self.trainer, "datamodule", None)
         except RuntimeError:  # not attached to a Trainer (a plain loop calling configure_optimizers)
             datamodule = None
-        return self.hparams.lr, getattr(datamodule, "hparams", {}).get("batch_size")
+        return self.lr, getattr(datamodule, "hparams", {}).get("batch_size")
 
     def on_fit_start(self) -> None:
         # LearningRateFinder and BatchSizeFinder run in the callbacks' on_fit_start, after Lightning built the
@@ -258,6 +295,8 @@ class GenreClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.preprocessor_state = checkpoint.get(CHECKPOINT_KEY)
+        if not self._configured:  # the checkpoint a run resumes from, not one a tuner restores after configuring
+            self._saved_schedules = [dict(state) for state in checkpoint.get("lr_schedulers") or []]
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
         self._cuda_rng_state = checkpoint.get("cuda_rng_state")  # set in on_train_start, once the model is on its GPU
@@ -272,14 +311,51 @@ def _parameters(factory: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(target).parameters)
 
 
-def _check_settings(num_features: int, num_classes: int, lr: float, weight_decay: float, warmup: float) -> None:
+def _signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword arguments a factory calls with: its class's defaults, then what the factory binds."""
+    import inspect
+
+    target = getattr(factory, "func", factory)
+    target = next((a for a in getattr(factory, "args", ()) if isinstance(a, type)), target)
+    params = inspect.signature(target).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {**defaults, **bound_arguments(factory)}
+
+
+def _probe(make_optimizer: Callable[..., Any], make_lr_scheduler: Callable[..., Any] | None) -> None:
+    """Build the optimiser and scheduler once on a dummy parameter: their own checks of their settings, one line."""
+    names = [getattr(make_optimizer, "func", make_optimizer), getattr(make_lr_scheduler, "func", make_lr_scheduler)]
+    try:
+        opt = make_optimizer([torch.nn.Parameter(torch.zeros(1))])
+        if make_lr_scheduler is not None:
+            fill = "total_steps" in _parameters(make_lr_scheduler)
+            sched = make_lr_scheduler(opt, **({"total_steps": 2} if fill else {}))
+            opt.step()
+            sched.step(*([0.0] if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else []))
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        name = next((getattr(n, "__name__", str(n)) for n in names if n is not None), "optimizer")
+        raise GenreTorchError(f"--optimizer / --lr_scheduler ({name}, ...): {' '.join(str(e).split())}") from None
+
+
+def _values(metrics: MetricCollection | None) -> dict[str, torch.Tensor]:
+    """Computed metrics by name, a per-class metric as one value per class (NAME/INDEX); the metrics are reset."""
+    if metrics is None:
+        return {}
+    out = {}
+    for name, value in metrics.compute().items():
+        if value.numel() == 1:
+            out[name] = value.reshape(())
+        else:
+            out.update({f"{name}/{i}": v for i, v in enumerate(value.flatten())})
+    metrics.reset()
+    return out
+
+
+def _check_settings(num_features: int, num_classes: int) -> None:
     """One-line errors for settings outside their range, before anything is built."""
     checks = [
         (num_features >= 1, f"num_features must be at least 1, got {num_features}"),
         (num_classes >= 2, f"num_classes must be at least 2, got {num_classes}"),
-        (lr >= 0 and math.isfinite(lr), f"--model.lr must be a finite number >= 0, got {lr}"),
-        (weight_decay >= 0, f"--model.weight_decay must be >= 0, got {weight_decay}"),
-        (0 <= warmup < 1, f"--model.warmup must be in [0, 1), got {warmup}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -80,7 +80,7 @@ def build_cli(config: str, batch_size: int, epochs: int, workdir: Path, extra: l
         [
             *("--config", config, "--data.batch_size", str(batch_size), "--trainer.max_epochs", str(epochs)),
             *("--trainer.enable_progress_bar", "false", "--early_stopping.patience", "100000"),
-            *("--model.scheduler", "null"),  # the plain loop has none: all three sides do the same work per step
+            *("--lr_scheduler", "null"),  # the plain loop has none: all three sides do the same work per step
             *("--runs_dir", str(workdir / "runs"), "--checkpoints_dir", str(workdir / "checkpoints")),
             *("--num_threads", str(torch.get_num_threads())),
             *extra,  # after --config, so that the config cannot override them

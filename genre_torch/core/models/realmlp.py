@@ -127,7 +127,7 @@ class FrontScale(nn.Module):
 class RealMLP(Backbone):
     """RealMLP's recipe on the standardised input: [smooth clip] -> [PBLD] -> [front scale] -> MLP -> linear head.
 
-    The learning-rate factors multiply --model.lr (and --model.weight_decay, except for biases, which get none)
+    The learning-rate factors multiply --optimizer.lr (and --optimizer.weight_decay, except for biases, which get none)
     for their parameters; RealMLP's own training recipe is in configs/music_genre_audio_realmlp.yaml.
 
     Args:
