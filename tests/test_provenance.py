@@ -210,6 +210,52 @@ def test_check_against_is_quiet_for_a_checkpoint_without_provenance(run: Run, tm
     assert check_against(ckpt, tmp_path / "anything.csv") is None and capsys.readouterr().err == ""
 
 
+INFO = """
+import sys
+from genre_torch.cli import main
+try:
+    main(["info", "--ckpt_path", sys.argv[1]])
+finally:
+    print("lightning imported:", any(m.split(".")[0] == "pytorch_lightning" for m in sys.modules))
+"""
+
+
+def info(path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", INFO, str(path)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_info_prints_provenance_settings_and_metrics_without_lightning(run: Run) -> None:
+    done = info(run.best)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "lightning imported: False"
+    record, ckpt = load(run.best)["provenance"], load(run.best)
+    text = "\n".join(lines)
+    assert lines[0] == f"checkpoint: {run.best}"
+    assert f"at {provenance.describe_code(record['code'])}" in lines[1]
+    assert f"data file: {run.data.resolve()} (0.1 MB, sha256 {record['data']['sha256']})" in text
+    assert "machine: 1 x cpu" in text and f"torch {torch.__version__}" in text and "precision 32-true" in text
+    assert f"command: genre-torch fit --config {CONFIG}" in text and "(seed 42)" in text
+    assert "model: backbone MLP(hidden_dims=[128, 64, 32], activation=relu" in text and "lr 0.01" in text
+    assert "data: music_genre, 4 genres, 25 encoded features; " in text and "batch_size 64" in text
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    score = f"best val/loss {float(state['best_model_score']):.4f} ({run.best.name})"
+    assert f"metrics: epoch {ckpt['epoch']} (counted from 0), global step {ckpt['global_step']}; {score}" in text
+
+
+@pytest.mark.parametrize("bad", ["missing", "folder", "csv", "foreign"])
+def test_info_refuses_bad_input_in_one_line(run: Run, tmp_path: Path, bad: str) -> None:
+    path = {"missing": tmp_path / "none.ckpt", "folder": tmp_path, "csv": run.data, "foreign": tmp_path / "x.ckpt"}[bad]
+    if bad == "foreign":
+        torch.save({"state_dict": {}}, path)
+    done = info(path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    expected = {"missing": "does not exist", "folder": "is a folder", "csv": "is not a readable checkpoint",
+                "foreign": "is not a genre_torch checkpoint"}[bad]  # fmt: skip
+    assert done.stderr.startswith("genre-torch: error: ") and expected in done.stderr
+
+
 def test_a_run_reproduces_from_its_folder(run: Run, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(run.root / "cache"))
     main(["fit", "--config", str(run.run_dir / "config.yaml")])  # LightningCLI's config.yaml, as saved
