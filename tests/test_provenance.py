@@ -265,3 +265,20 @@ def test_a_run_reproduces_from_its_folder(run: Run, capsys, monkeypatch: pytest.
     assert again != run.best and again.name == run.best.name
     first, second = load(run.best), load(again)
     assert all(torch.equal(v, second["state_dict"][k]) for k, v in first["state_dict"].items())
+
+
+def test_the_data_file_is_found_as_training_finds_it_and_a_folder_hashes_all_its_files(
+    data_env: Path, tmp_path: Path, cache: Path
+) -> None:
+    from genre_torch.core.data import GenreDataModule
+
+    assert provenance.data_file(GenreDataModule("music_genre")) == data_env / "music_genre.csv"  # $GENRE_TORCH_DATA_DIR
+    folder = tmp_path / "prepared"
+    (folder / "train").mkdir(parents=True)
+    (folder / "preprocessing.json").write_text("{}")
+    (folder / "train" / "part-0.parquet").write_bytes(b"rows")
+    assert provenance.data_file(GenreDataModule("music_genre", path=str(folder))) == folder
+    before = provenance.data_record(folder)
+    assert before["path"] == str(folder.resolve()) and before["size"] == 6
+    (folder / "train" / "part-0.parquet").write_bytes(b"Rows")
+    assert provenance.data_record(folder)["sha256"] != before["sha256"]  # any file of the folder counts
