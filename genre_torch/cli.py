@@ -24,6 +24,7 @@ LIGHTNING_SUBCOMMANDS: dict[str, str] = {
 TOOLS: dict[str, tuple[str, str]] = {
     "predict": ("genre_torch.tools.predict:main", "score raw CSV rows with a checkpoint: genre, probability, top 3"),
     "export": ("genre_torch.tools.export:main", "write a checkpoint as ONNX or TorchScript, preprocessing included"),
+    "info": ("genre_torch.tools.info:main", "print a checkpoint's provenance (code, data, machine), settings, metrics"),
     "importance": ("genre_torch.tools.importance:main", "permutation importance of each column on the test split"),
     "data": ("genre_torch.tools.datacli:main", "download a dataset (verified) or check a CSV against its spec"),
     "prepare": ("genre_torch.tools.prepare:main", "clean, split and encode a dataset to Parquet (pandas or Spark)"),

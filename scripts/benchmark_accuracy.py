@@ -40,6 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from genre_torch.core.checkpoint_io import atomic_path
+from genre_torch.core.provenance import stamp
 from genre_torch.tools.anchors import ANCHORS, missing
 from genre_torch.tools.benchmark import (
     blend,
@@ -163,6 +164,8 @@ def main() -> None:
     command = shlex.join(["python", "scripts/benchmark_accuracy.py", *sys.argv[1:]])
     dates = sorted({r["date"] for r in results})
     when = dates[0] if len(dates) == 1 else f"results from {dates[0]} to {dates[-1]}"
+    # kept results from before provenance was recorded name no commit
+    when += ", " + stamp([r.get("commit", "unknown") for r in results], dict(r["data"] for r in results if "data" in r))
     print(f"\n`{command}` ({when}); seeds {args.seeds}; test 20 %, validation 10 % of")
     print("the rest; twin rows: test rows whose song (identical audio features or track_id) is also in training.\n")
     print("| dataset | features | split | model | test accuracy % | twin rows % (n) | twin-free rows % (n) "

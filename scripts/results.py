@@ -14,13 +14,15 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from genre_torch.cli import quiet_console, run_cli
+from genre_torch.core.provenance import code_record, data_file, data_record, describe_code, stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train(config: Path, seed: int, workdir: str) -> dict[str, float]:
+def train(config: Path, seed: int, workdir: str) -> dict[str, Any]:
     """Fit one config with one seed; return test metrics, epochs and wall seconds."""
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # epoch lines to stderr: stdout is the table
@@ -40,7 +42,9 @@ def train(config: Path, seed: int, workdir: str) -> dict[str, float]:
             ]
         )
     metrics = cli.trainer.callback_metrics
+    file = data_record(data_file(cli.datamodule))
     return {
+        "data": (Path(file["path"]).name, file["sha256"]) if file else ("unknown", ""),
         "acc": float(metrics["test/acc"]),
         "f1": float(metrics["test/macro_f1"]),
         "epochs": cli.trainer.current_epoch,
@@ -66,10 +70,11 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
     quiet_console()  # the epoch lines and real warnings only, as `genre-torch fit` prints them
-    rows = []
+    rows, data = [], {}
     with tempfile.TemporaryDirectory() as workdir:
         for config in args.configs:
             runs = [train(config, seed, workdir) for seed in args.seeds]
+            data.update(r["data"] for r in runs)
             acc, f1 = [r["acc"] for r in runs], [r["f1"] for r in runs]
             per_seed = ", ".join(f"{100 * a:.2f}" for a in acc)
             epochs = statistics.mean(r["epochs"] for r in runs)
@@ -79,7 +84,8 @@ def main() -> None:
     command = shlex.join(["python", "scripts/results.py", *sys.argv[1:]])
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     split = "canonical split (test 20 %, seed 42; validation 10 % of the rest)"
-    print(f"\n`{command}` ({date}); seeds {args.seeds}; {split}\n")
+    at = stamp([describe_code(code_record())], data)  # the commit and data files the numbers were measured at
+    print(f"\n`{command}` ({date}, {at}); seeds {args.seeds}; {split}\n")
     print("| config | features | test accuracy % | macro-F1 % | per seed | epochs | seconds |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genre_torch.core.provenance import code_record, describe_code
 from genre_torch.tools import anchors
 from genre_torch.tools.benchmark import blend
 from tests.conftest import real_file
@@ -31,7 +33,9 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True)
     out = done.stdout
-    assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` \(\d{4}-\d\d-\d\d\)", out)
+    # the date, the commit and the data file (the sample it trained on) the numbers were measured at
+    stamp = r"\(\d{4}-\d\d-\d\d, commit [0-9a-f]{7}(\+dirty)?, data music_genre_quick.csv sha256 [0-9a-f]{12}\)"
+    assert re.search(r"`python scripts/benchmark_accuracy.py --quick .*` " + stamp, out)
     assert not [line for line in out.splitlines() if line.startswith(("epoch ", "RESULT "))]  # stdout: the table
     assert done.stderr.count("RESULT music_genre") == 3 * len(models)  # one progress line per task, on stderr
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
@@ -125,6 +129,9 @@ def test_results_prints_only_its_table_on_stdout(data_env: Path, tmp_path: Path)
     assert "epoch 2/2" in done.stderr  # the fits' lines go to stderr
     lines = [line for line in done.stdout.splitlines() if line]
     assert lines[0].startswith("`python scripts/results.py --configs") and lines[1].startswith("| config |")
+    sha = hashlib.sha256((data_env / "music_genre.csv").read_bytes()).hexdigest()[:12]
+    commit = describe_code(code_record())  # the numbers name the commit and data file they were measured at
+    assert re.search(rf"\(\d{{4}}-\d\d-\d\d, commit {re.escape(commit)}, data music_genre.csv sha256 {sha}\)", lines[0])
     (row,) = lines[3:]
     assert row.startswith("| short | audio | ") and row.split(" | ")[5] == "2"  # 2 epochs, as the config says
 
@@ -174,6 +181,7 @@ def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> N
     lines = readme.read_text().splitlines()  # the table between the markers is the run's canonical rows
     assert lines[:2] == ["# title", "<!-- benchmark_accuracy:begin -->"] and lines[-2:] == [MARKER_END, "end"]
     assert "old table" not in lines and "--seeds 0 1" in lines[2]
+    assert re.search(r", commit [0-9a-f]{7}(\+dirty)?, data music_genre_quick.csv sha256 [0-9a-f]{12}\)", lines[2])
     assert lines[-3].endswith(f"| {', '.join(per_seed(more))} |")
     config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.003"))
     changed = bench("0")  # another config: its result is not the kept one

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
-SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "importance", "data", "prepare", "tune", "sweep"]
+SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "info", "importance", "data", "prepare", "tune", "sweep"]
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -56,7 +56,9 @@ def test_ddp_two_cpu_processes_match_one_process(data_env: Path) -> None:
     single_best = Path(single.trainer.checkpoint_callback.best_model_path).name
     assert files[0] == single_best  # the name carries val/acc: synced over both ranks' shards of val
 
-    a = torch.load("ddp_ckpt/music_genre/version_0/last.ckpt", weights_only=True)["state_dict"]
+    ckpt = torch.load("ddp_ckpt/music_genre/version_0/last.ckpt", weights_only=True)
+    assert ckpt["provenance"]["machine"]["devices"] == 2  # the provenance names both processes' devices
+    a = ckpt["state_dict"]
     b = torch.load(Path(single.trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     for key in a:

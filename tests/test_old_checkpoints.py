@@ -10,6 +10,7 @@ import torch
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
+from genre_torch.tools import info
 from tests.trained import trained
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
@@ -20,6 +21,7 @@ def old_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     """The session's trained model with its hyperparameters rewritten the way genre_torch stored them before."""
     run = trained("music_genre")
     ckpt = torch.load(run.ckpt, weights_only=True)
+    ckpt.pop("provenance", None)  # not recorded then
     hp = ckpt["hyper_parameters"]
     backbone = hp.pop("backbone")["init_args"]
     hp.pop("criterion"), hp.pop("batch_transform"), hp.pop("num_numeric")
@@ -41,3 +43,24 @@ def test_an_old_checkpoint_in_test_is_one_line_saying_how_to_retrain(old_checkpo
         main(["test", "--config", CONFIG, "--ckpt_path", str(old)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_info.value.code == 2 and "older genre_torch" in err and "retrain with `genre-torch fit" in err
+
+
+def test_a_checkpoint_without_provenance_still_tests_and_shows_in_info(tmp_path, capsys, data_env) -> None:
+    run = trained("music_genre")
+    ckpt = torch.load(run.ckpt, weights_only=True)
+    assert "provenance" in ckpt
+    ckpt.pop("provenance")  # as checkpoints were written before it was recorded
+    path = tmp_path / "no_provenance.ckpt"
+    torch.save(ckpt, path)
+    main(["test", "--config", CONFIG, "--data.path", str(run.data), "--ckpt_path", str(path)])
+    out, err = capsys.readouterr()
+    assert float(out.split("test/acc", 1)[1].split()[0]) == pytest.approx(run.test_acc, abs=1e-4)
+    assert "may not reproduce" not in err  # nothing to compare: no warning
+    main(["info", "--ckpt_path", str(path)])
+    assert "provenance: not recorded" in capsys.readouterr().out
+
+
+def test_info_reads_a_checkpoint_from_before_typed_backbones(old_checkpoint) -> None:
+    _, old = old_checkpoint
+    lines = info.describe(info.read(old))
+    assert lines[0].startswith("provenance: not recorded") and "arch mlp, arch_args {" in lines[1]

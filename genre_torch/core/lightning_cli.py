@@ -34,6 +34,8 @@ from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.provenance import check_against, data_file
+from genre_torch.core.provenance_callback import Provenance
 from genre_torch.core.runs import claim_version, release, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
@@ -161,6 +163,7 @@ class GenreCLI(LightningCLI):
         dataset, ckpt_path = self.datamodule.spec.name, config.get("ckpt_path")
         if ckpt_path:
             check_checkpoint(ckpt_path, self.model, dataset)
+            check_against(ckpt_path, data_file(self.datamodule))  # one warning line when code or data differ
         runs, checkpoints = Path(config["runs_dir"]) / dataset, Path(config["checkpoints_dir"]) / dataset
         default_logger = kwargs.get("logger") in (None, True) and config["trainer"].get("logger") in (None, True)
         version = resumed_version(ckpt_path) if self.subcommand == "fit" else None
@@ -184,6 +187,8 @@ class GenreCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
             if not trainer.progress_bar_callback and self.subcommand == "fit":
                 trainer.callbacks.append(EpochLine())
+            if not any(isinstance(c, Provenance) for c in trainer.callbacks):  # code, data, machine of the run
+                trainer.callbacks.append(Provenance())
             problem = next(filter(None, (_unsupported(c, resuming=bool(ckpt_path)) for c in trainer.callbacks)), None)
             if problem:
                 raise GenreTorchError(problem)

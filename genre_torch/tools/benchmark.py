@@ -28,6 +28,7 @@ from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.core.datasets import get_spec
 from genre_torch.core.module import GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.provenance import code_record, data_record, describe_code
 from genre_torch.core.songs import has_twin
 from genre_torch.tools import anchors
 from genre_torch.tools.trees import fit_predict_hgb, hgb_model
@@ -175,14 +176,18 @@ def kept_path(folder: str | Path, key: str) -> Path:
 
 
 def run_kept(item: tuple[tuple, str, str]) -> dict:
-    """Run (task, folder, key) and keep its result at kept_path (written whole, then renamed).
+    """Run (task, folder, key) and keep its result at kept_path (written whole, then renamed), with its date, the
+    commit it ran at and the name and sha256 of its data file.
 
     A network trains in folder/tasks/KEY: its checkpoints stay beside the result (an ensemble reloads them).
     """
     task, folder, key = item
     if task[0] == "net":
         task = (*task[:-1], f"{folder}/tasks/{key}", task[-1])
-    result = {**run_task(task), "date": datetime.date.today().isoformat()}
+    data = task[2]
+    file = data_record(find_data_file(get_spec(data["dataset"]), data.get("path")))
+    result = {**run_task(task), "date": datetime.date.today().isoformat(), "commit": describe_code(code_record())}
+    result["data"] = (Path(file["path"]).name, file["sha256"])  # what the number was measured at
     with atomic_path(kept_path(folder, key)) as tmp, open(tmp, "wb") as out:
         pickle.dump(result, out)
     return result

@@ -33,6 +33,16 @@ def predict() -> ArgumentParser:
     return p
 
 
+def info() -> ArgumentParser:
+    """`genre-torch info`."""
+    p = ArgumentParser(
+        prog="genre-torch info",
+        description="Print a checkpoint's provenance (code, data, machine, command), settings and metrics.",
+    )
+    p.add_argument("--ckpt_path", required=True, help=CKPT_HELP)
+    return p
+
+
 def export() -> ArgumentParser:
     """`genre-torch export`."""
     p = ArgumentParser(

@@ -21,6 +21,7 @@ from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_s
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.module import GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.provenance import check_against
 from genre_torch.tools import parsers
 from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
 
@@ -138,6 +139,7 @@ def main(argv: list[str]) -> None:
         raise GenreTorchError("--chunk_size must be at least 1")
     check_output(args.output, (args.input, args.ckpt_path))
     predictor = load_predictor(args.ckpt_path)
+    check_against(args.ckpt_path, None)  # one warning line when other code trained it (new rows are the point here)
     target = predictor.spec.target
     start, rows, failed, labelled, correct = time.perf_counter(), 0, 0, 0, 0
     unseen, total, example, columns, reasons = 0, 0, "", [], set()
