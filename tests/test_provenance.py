@@ -237,7 +237,7 @@ def test_info_prints_provenance_settings_and_metrics_without_lightning(run: Run)
     assert f"data file: {run.data.resolve()} (0.1 MB, sha256 {record['data']['sha256']})" in text
     assert "machine: 1 x cpu" in text and f"torch {torch.__version__}" in text and "precision 32-true" in text
     assert f"command: genre-torch fit --config {CONFIG}" in text and "(seed 42)" in text
-    assert "model: backbone MLP(hidden_dims=[128, 64, 32], activation=relu" in text and "lr 0.01" in text
+    assert "model: backbone MLP(hidden_dims=[128, 64, 32], activation=relu" in text and "Adam(lr=0.01" in text
     assert "data: music_genre, 4 genres, 25 encoded features; " in text and "batch_size 64" in text
     (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
     score = f"best val/loss {float(state['best_model_score']):.4f} ({run.best.name})"

@@ -159,6 +159,10 @@ class GenreCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """A TensorBoardLogger under runs/<dataset>/version_N (N claimed atomically), checkpoints beside it."""
+        raw = self.config[self.subcommand] if self.subcommand else self.config
+        model = raw["model"]["init_args"] if "class_path" in raw["model"] else raw["model"]
+        for key in ("optimizer", "lr_scheduler"):  # the model has them: the saved config.yaml says them once, on top
+            model[key] = None
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         dataset, ckpt_path = self.datamodule.spec.name, config.get("ckpt_path")
         if ckpt_path:
