@@ -33,7 +33,7 @@ class Backbone(nn.Module):
     - `forward_members(x) -> (batch, k, num_classes)`: logits of k ensemble members; the criterion then trains
       every member, and forward() must return the ensemble's logits.
     - `parameter_groups() -> list[dict]`: torch optimiser parameter groups covering every parameter once; a group's
-      `lr_factor` / `wd_factor` multiply --optimizer.lr / --optimizer.weight_decay, other keys (e.g. `betas`) are torch's.
+      `lr_factor` / `wd_factor` multiply --optimizer.lr / weight_decay, other keys (e.g. `betas`) are torch's.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every architecture overrides it
