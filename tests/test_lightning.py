@@ -316,15 +316,29 @@ def test_resuming_a_finished_run_keeps_the_best_checkpoint(data_env) -> None:
     best = Path(first.trainer.checkpoint_callback.best_model_path)
     last = best.parent / "last.ckpt"
     saved = [torch.load(p, weights_only=True) for p in (best, last)]
-    # Lightning's save_last=True: last.ckpt is a copy of the newest checkpoint written (here the best one)
-    assert not last.is_symlink() and saved[0]["epoch"] == saved[1]["epoch"] < first.trainer.current_epoch - 1
+    assert not last.is_symlink() and saved[0]["epoch"] < saved[1]["epoch"] == first.trainer.current_epoch - 1
     best_bytes = best.read_bytes()
     again = run_cli([*FIT, "--trainer.max_epochs", "60", *stop, "--ckpt_path", str(last)])
-    # the epochs after the best one are replayed exactly and stop where they stopped: the best stays the best
-    assert again.trainer.current_epoch == first.trainer.current_epoch
+    assert again.trainer.global_step == first.trainer.global_step  # it had stopped early: nothing more to train
     assert Path(again.trainer.checkpoint_callback.best_model_path) == best and best.read_bytes() == best_bytes
     assert again.final_metrics["test/acc"] == first.final_metrics["test/acc"]
-    assert not last.is_symlink()
+    assert sorted(p.name for p in best.parent.iterdir()) == sorted([best.name, "last.ckpt"])
+
+
+def test_last_checkpoint_is_the_latest_epoch_and_a_resume_keeps_only_the_best(data_env) -> None:
+    # lr 0: validation never improves after the first epoch, so Lightning's save_last would stay at epoch 0
+    args = [*FIT, "--optimizer.lr", "0", "--lr_scheduler", "null", "--trainer.max_epochs", "3"]
+    first = run_cli(args)
+    best = Path(first.trainer.checkpoint_callback.best_model_path)
+    last = best.parent / "last.ckpt"
+    assert torch.load(best, weights_only=True)["epoch"] == 0 and torch.load(last, weights_only=True)["epoch"] == 2
+    stray = best.parent / "best-epoch001-val_acc0.1234.ckpt"  # written after last.ckpt by a run killed then
+    stray.write_bytes(best.read_bytes())
+    run_cli([*args, "--trainer.max_epochs", "4", "--ckpt_path", str(last)])
+    assert sorted(p.name for p in best.parent.iterdir()) == sorted([best.name, "last.ckpt"])
+    assert torch.load(last, weights_only=True)["epoch"] == 3
+    steps = [e.step for e in scalars(first.trainer.logger.log_dir, "val/loss")]
+    assert len(steps) == len(set(steps))  # no epoch replayed
 
 
 def test_fast_path_trains_exactly_like_the_standard_path(data_env) -> None:

@@ -34,6 +34,7 @@ from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.latest import LatestCheckpoint
 from genre_torch.core.provenance import check_against, data_file
 from genre_torch.core.provenance_callback import Provenance
 from genre_torch.core.runs import claim_version, release, resumed_version
@@ -102,7 +103,7 @@ class GenreCLI(LightningCLI):
         parser.link_arguments("early_stopping.mode", "checkpoint.mode")
         parser.set_defaults(
             {
-                "checkpoint.save_last": True,  # last.ckpt: a copy of the newest checkpoint written (to resume from)
+                "checkpoint.save_last": True,  # last.ckpt after every epoch (LatestCheckpoint), to resume from
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
                 # epoch-level metrics; a module's self.log(on_step=True) gets one point per optimiser step
@@ -196,6 +197,10 @@ class GenreCLI(LightningCLI):
             problem = next(filter(None, (_unsupported(c, resuming=bool(ckpt_path)) for c in trainer.callbacks)), None)
             if problem:
                 raise GenreTorchError(problem)
+            run = run_checkpoint(trainer)
+            if run is not None and run.save_last:  # last.ckpt after every epoch, not only after an improvement
+                run.save_last = False
+                trainer.callbacks.append(LatestCheckpoint(run))
             for ckpt in trainer.checkpoint_callbacks:  # a user's ModelCheckpoint too: all in the run's folder
                 if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
                     ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
@@ -335,7 +340,8 @@ def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
     when one is given. LightningCLI adds `--checkpoint` after the trainer's callbacks and Lightning keeps the order
     of checkpoint callbacks, so the run's is the last.
     """
-    return next((c for c in reversed(trainer.checkpoint_callbacks) if not isinstance(c, OnExceptionCheckpoint)), None)
+    others = (OnExceptionCheckpoint, LatestCheckpoint)
+    return next((c for c in reversed(trainer.checkpoint_callbacks) if not isinstance(c, others)), None)
 
 
 def _unsupported(callback: Callback, resuming: bool) -> str | None:
