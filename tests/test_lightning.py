@@ -418,3 +418,29 @@ def test_focal_loss_is_the_training_and_validation_criterion(data_env) -> None:
     assert torch.allclose(cli.trainer.callback_metrics["val/loss"], expected, atol=1e-5)
     plain = torch.nn.functional.cross_entropy(model(x), y)
     assert not torch.allclose(expected, plain, atol=1e-3)  # really the focal loss, not cross-entropy
+
+
+METRICS = """
+model:
+  metrics:
+    top3_acc: {class_path: torchmetrics.classification.MulticlassAccuracy, init_args: {top_k: 3}}
+    recall: {class_path: torchmetrics.classification.MulticlassRecall, init_args: {average: null}}
+    ece: {class_path: torchmetrics.classification.MulticlassCalibrationError}
+"""
+
+
+def test_torchmetrics_from_the_config_are_logged_and_one_can_choose_the_checkpoint(capsys, data_env) -> None:
+    Path("metrics.yaml").write_text(METRICS)
+    monitor = ["--early_stopping.monitor", "val/top3_acc", "--early_stopping.mode", "max"]
+    cli = run_cli([*FIT, "--config", "metrics.yaml", *monitor])
+    out = capsys.readouterr().out
+    logged = cli.trainer.logged_metrics
+    assert {"test/top3_acc", "test/ece", "test/recall/0", "test/recall/3"} <= set(logged)
+    assert float(logged["test/top3_acc"]) >= float(logged["test/acc"])
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert cli.trainer.checkpoint_callback.monitor == "val/top3_acc" and "-val_top3_acc" in best.name
+    assert "val/top3_acc" in out.splitlines()[0] and "  val/top3_acc: " in out  # each epoch and the summary
+    for tag in ("val/top3_acc", "val/ece", "val/recall/0"):
+        assert len(scalars(cli.trainer.logger.log_dir, tag)) >= 2, tag
+    err = one_line_error(capsys, *FIT, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/acc")
+    assert "an EarlyStopping watches val/acc, the run's checkpoint val/loss" in err

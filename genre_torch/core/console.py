@@ -26,6 +26,8 @@ class EpochLine(pl.Callback):
         if not trainer.is_global_zero or self.start is None:
             return
         metrics = trainer.callback_metrics
-        values = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in SHOWN if k in metrics)
+        monitor = getattr(trainer.early_stopping_callback, "monitor", None)  # the metric choosing the checkpoint
+        shown = [*SHOWN, *([monitor] if monitor and monitor not in SHOWN else [])]
+        values = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in shown if k in metrics)
         limit = f"/{trainer.max_epochs}" if trainer.max_epochs not in (None, -1) else ""
         print(f"epoch {epoch + 1}{limit}  {values}  ({time.perf_counter() - self.start:.1f} s)", flush=True)

@@ -44,6 +44,8 @@ from genre_torch.core.runs import claim_version, release, resumed_version
 yaml.SafeDumper.add_multi_representer(enum.Enum, lambda dumper, member: dumper.represent_data(member.value))
 
 HPARAM_DATA_KEYS = ("dataset", "features", "split", "batch_size", "missing_indicators", "scaling", "batches_per_step")
+DEFAULT_FILENAME = "best-epoch{epoch:03d}-val_acc{val/acc:.4f}"
+SHOWN_METRICS = ("val/loss", "val/acc")  # in the default checkpoint name and every console line
 HPARAM_SETTINGS = {
     "optimizer": ("lr", "weight_decay", "momentum"),
     "lr_scheduler": ("warmup", "pct_start", "step_size"),
@@ -104,7 +106,7 @@ class GenreCLI(LightningCLI):
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,  # last.ckpt after every epoch (LatestCheckpoint), to resume from
-                "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
+                "checkpoint.filename": DEFAULT_FILENAME,  # another monitor than val/loss, val/acc: named instead
                 "checkpoint.auto_insert_metric_name": False,
                 # epoch-level metrics; a module's self.log(on_step=True) gets one point per optimiser step
                 "trainer.log_every_n_steps": 1,
@@ -198,6 +200,10 @@ class GenreCLI(LightningCLI):
             if problem:
                 raise GenreTorchError(problem)
             run = run_checkpoint(trainer)
+            _check_monitors(trainer, run)
+            if run is not None and run.filename == DEFAULT_FILENAME and run.monitor not in (None, *SHOWN_METRICS):
+                name = run.monitor.replace("/", "_")  # name the metric that chose the checkpoint
+                run.filename = f"best-epoch{{epoch:03d}}-{name}{{{run.monitor}:.4f}}"
             if run is not None and run.save_last:  # last.ckpt after every epoch, not only after an improvement
                 run.save_last = False
                 trainer.callbacks.append(LatestCheckpoint(run))
@@ -251,7 +257,10 @@ class GenreCLI(LightningCLI):
         final = {f"hp/{k.replace('/', '_')}": float(v) for k, v in self.final_metrics.items()}
         log_final(trainer, self.hparams_for_logging(), {**final, "hp/epochs": float(trainer.current_epoch)})
         if trainer.is_global_zero:
-            print(f"{label}: {best or '(none saved; last weights)'}  val accuracy: {val['val/acc']:.4f}")
+            monitor = getattr(run_checkpoint(trainer), "monitor", None)
+            shown = monitor in val and monitor not in SHOWN_METRICS
+            chosen = f"  {monitor}: {float(val[monitor]):.4f}" if shown else ""
+            print(f"{label}: {best or '(none saved; last weights)'}  val accuracy: {val['val/acc']:.4f}{chosen}")
             if test:
                 print(f"test accuracy: {test['test/acc']:.4f}  macro-F1: {test['test/macro_f1']:.4f}")
             board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -342,6 +351,18 @@ def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
     """
     others = (OnExceptionCheckpoint, LatestCheckpoint)
     return next((c for c in reversed(trainer.checkpoint_callbacks) if not isinstance(c, others)), None)
+
+
+def _check_monitors(trainer: Trainer, run: ModelCheckpoint | None) -> None:
+    """An EarlyStopping among --trainer.callbacks watching another metric than the run's checkpoint is refused: the
+    best checkpoint would be chosen by one metric and training stopped by another, with no word."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and run is not None and run.monitor and callback.monitor != run.monitor:
+            raise GenreTorchError(
+                f"an EarlyStopping watches {callback.monitor}, the run's checkpoint {run.monitor}: set "
+                f"--early_stopping.monitor {callback.monitor} --early_stopping.mode {callback.mode} instead, which "
+                "sets both"
+            )
 
 
 def _unsupported(callback: Callback, resuming: bool) -> str | None:
