@@ -80,6 +80,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
         save_config_kwargs={"overwrite": True},
         test_callbacks=[TestReport()],  # the test report (tools/report.py), on every test run
         parser_kwargs={"prog": "genre-torch"},
+        subclass_mode_model=True,
     )
 
 

@@ -10,7 +10,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
-from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.checkpoints import data_state
+from genre_torch.core.module import GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -77,10 +78,11 @@ def test_same_seed_same_result_and_checkpoint_round_trip(data_env) -> None:
     x = cli_a.datamodule.tensors["test"][0].cpu()  # on the GPU where there is one
     trained = GenreClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     assert torch.equal(restored(x), trained(x))
-    pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
+    pre = Preprocessor.from_state_dict(data_state(ckpt)["preprocessor"])
     dm = cli_a.datamodule
     assert torch.equal(pre.transform(dm.frame.iloc[dm.splits["test"]]), x)
-    assert ckpt[CHECKPOINT_KEY]["dataset"] == "music_genre" and pre.classes == dm.preprocessor.classes
+    assert data_state(ckpt)["dataset"] == "music_genre" and pre.classes == dm.preprocessor.classes
+    assert data_state(ckpt) is ckpt["GenreDataModule"]  # the datamodule's state_dict, saved by Lightning
 
 
 def test_resume_matches_uninterrupted_run(data_env) -> None:

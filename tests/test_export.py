@@ -12,8 +12,8 @@ import torch
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.tools.export import ExportedModel, raw_matrix
 from tests.trained import trained
 
@@ -91,6 +91,6 @@ def test_bad_input(capsys, tmp_path, monkeypatch) -> None:
 
 
 def test_text_metadata_features_are_refused() -> None:
-    state = torch.load(trained("music_genre").ckpt, weights_only=True)[CHECKPOINT_KEY]["preprocessor"]
+    state = data_state(torch.load(trained("music_genre").ckpt, weights_only=True))["preprocessor"]
     with pytest.raises(GenreTorchError, match="cannot carry this checkpoint's meta features"):
         ExportedModel(torch.nn.Identity(), {**state, "meta": {"artist_name": {"keys": ["a"]}}})

@@ -444,3 +444,46 @@ def test_torchmetrics_from_the_config_are_logged_and_one_can_choose_the_checkpoi
         assert len(scalars(cli.trainer.logger.log_dir, tag)) >= 2, tag
     err = one_line_error(capsys, *FIT, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/acc")
     assert "an EarlyStopping watches val/acc, the run's checkpoint val/loss" in err
+
+
+SUBCLASS = '''
+import torch
+from genre_torch.core.module import GenreClassifier
+
+
+class L1Classifier(GenreClassifier):
+    """GenreClassifier with an L1 penalty on the backbone's weights, added in training_step."""
+
+    def __init__(self, *args, l1: float = 0.0, **kwargs) -> None:
+        """
+        Args:
+            l1: Weight of the L1 penalty.
+        """
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps += 1
+        loss = super().training_step(batch, batch_idx)
+        return loss + self.hparams.l1 * sum(p.abs().sum() for p in self.backbone.parameters())
+'''
+
+
+def test_a_module_subclass_from_the_command_line_trains_tests_and_resumes(capsys, data_env, monkeypatch) -> None:
+    Path("my_module.py").write_text(SUBCLASS)
+    monkeypatch.syspath_prepend(".")
+    constant = ["--lr_scheduler", "null"]  # so that the resume can run longer
+    cli = run_cli([*FIT, *constant, "--model", "my_module.L1Classifier", "--model.l1", "0.001"])
+    assert type(cli.model).__name__ == "L1Classifier" and cli.model.steps == 2 * STEPS
+    best = cli.trainer.checkpoint_callback.best_model_path
+    hparams = torch.load(best, weights_only=True)["hyper_parameters"]
+    assert hparams["_class_path"] == "my_module.L1Classifier" and hparams["l1"] == 0.001
+    tested = run_cli(["test", "--config", FIT[2], "--ckpt_path", best])  # the class and l1 come from the checkpoint
+    assert type(tested.model).__name__ == "L1Classifier" and tested.model.hparams.l1 == 0.001
+    last = Path(best).parent / "last.ckpt"
+    more = ["--trainer.max_epochs", "3", *constant, "--ckpt_path", str(last)]
+    resumed = run_cli([*FIT, "--model", "my_module.L1Classifier", *more])
+    assert resumed.model.steps == STEPS and resumed.trainer.current_epoch == 3
+    rows, best = str(data_env / "music_genre.csv"), resumed.trainer.checkpoint_callback.best_model_path
+    main(["predict", "--ckpt_path", best, "--input", rows, "--output", "p.csv"])  # scores with its backbone
+    assert len(Path("p.csv").read_text().splitlines()) > 100

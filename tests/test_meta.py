@@ -9,9 +9,9 @@ import torch
 
 import genre_torch.core.data as data_module
 from genre_torch.cli import run_cli
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.data import GenreDataModule
 from genre_torch.core.encoders import TargetEncoder
-from genre_torch.core.module import CHECKPOINT_KEY
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.split import artist_groups
 from tests.conftest import make_music_genre, make_spotify_tracks
@@ -105,7 +105,7 @@ def test_fit_with_meta_and_early_stopping_on_accuracy(data_env) -> None:
     callback = cli.trainer.checkpoint_callback
     assert callback.monitor == "val/acc" and callback.mode == "max"
     ckpt = torch.load(callback.best_model_path, weights_only=True)
-    pre = Preprocessor.from_state_dict(ckpt[CHECKPOINT_KEY]["preprocessor"])
+    pre = Preprocessor.from_state_dict(data_state(ckpt)["preprocessor"])
     raw = make_music_genre().dropna(how="all").head(20)
     from genre_torch.core.datasets import MUSIC_GENRE
 

@@ -56,7 +56,7 @@ def test_bad_ckpt_path_is_one_line_and_creates_nothing(capsys, data_env, tmp_pat
                                                          str(truncated))  # fmt: skip
     spotify = str(Path(CONFIG).with_name("spotify_tracks.yaml"))
     err = one_line_error(capsys, "test", "--config", spotify, "--ckpt_path", str(best))
-    assert "was trained on music_genre, not spotify_tracks" in err
+    assert "was trained on music_genre, not spotify_tracks: leave out --config / --data.dataset" in err
     other = ["test", "--config", CONFIG, "--data.missing_indicators", "true", "--ckpt_path", str(best)]
     assert "does not fit this model" in one_line_error(capsys, *other)
     assert sorted(p.name for p in Path("runs/music_genre").iterdir()) == ["version_0"]  # nothing new was claimed

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from genre_torch.cli import main, run_cli
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.datasets import spec_from_checkpoint_state
-from genre_torch.core.module import CHECKPOINT_KEY
 
 FEATURES = tuple(f"f{i}" for i in range(20))
 SPEC = """\
@@ -79,7 +79,7 @@ def in_run(run: Run, monkeypatch: pytest.MonkeyPatch) -> Run:
 def test_fit_resolves_numeric_auto_and_stores_the_spec(run: Run) -> None:
     assert run.numeric == FEATURES and run.test_acc > 0.6  # chance: 1/3
     assert run.ckpt.parent.parent.name == "synth20"  # checkpoints/synth20/version_0
-    state = torch.load(run.ckpt, weights_only=True)[CHECKPOINT_KEY]
+    state = data_state(torch.load(run.ckpt, weights_only=True))
     spec = spec_from_checkpoint_state(state)
     assert spec.name == "synth20" and spec.numeric == FEATURES and spec.id_columns == ("song_id",)
 
@@ -124,3 +124,15 @@ def test_importance(in_run: Run, capsys) -> None:
     out = capsys.readouterr().out
     ranked = [line.split()[0] for line in out.splitlines() if re.match(r"\s*f\d+\s", line)]
     assert sorted(ranked) == sorted(FEATURES) and set(ranked[:3]) <= set(FEATURES[:5])  # the informative ones lead
+
+
+def test_test_and_validate_take_the_dataset_from_the_checkpoint(in_run: Run) -> None:
+    Path("spec.yaml").rename("moved.yaml")  # the spec's content is in the checkpoint
+    try:
+        tested = run_cli(["test", "--ckpt_path", str(in_run.ckpt)])
+        assert tested.datamodule.spec.name == "synth20"
+        assert float(tested.trainer.callback_metrics["test/acc"]) == pytest.approx(in_run.test_acc)
+        checked = run_cli(["validate", "--ckpt_path", str(in_run.ckpt), "--data.eval_batch_size", "7"])
+        assert checked.datamodule.eval_batch_size == 7  # what the command line gives wins
+    finally:
+        Path("moved.yaml").rename("spec.yaml")

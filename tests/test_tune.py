@@ -147,7 +147,9 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
     assert cli.final_metrics["val/acc"] == pytest.approx(study.best_value, abs=1e-6)
     params = study.best_params
     assert cli.config.fit.optimizer.init_args.lr == params["optimizer.lr"]
-    assert cli.config.fit.model.backbone.init_args.hidden_dims == json.loads(params["model.backbone.hidden_dims"])
+    assert cli.config.fit.model.init_args.backbone.init_args.hidden_dims == json.loads(
+        params["model.backbone.hidden_dims"]
+    )
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

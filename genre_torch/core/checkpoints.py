@@ -12,12 +12,18 @@ from torch import nn
 from genre_torch.core.checkpoint_io import check_finite, verify_archive
 from genre_torch.core.errors import GenreTorchError
 
-CHECKPOINT_KEY = "genre_torch"
+CHECKPOINT_KEY = "genre_torch"  # where checkpoints kept the data state before it was the datamodule's state_dict
 
 
-def data_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader)."""
-    return ckpt[CHECKPOINT_KEY]
+def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader).
+
+    Lightning saves the datamodule's state_dict under the datamodule's class name; older checkpoints under
+    CHECKPOINT_KEY, written by the module.
+    """
+    if isinstance(ckpt.get(CHECKPOINT_KEY), dict):
+        return ckpt[CHECKPOINT_KEY]
+    return next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -29,7 +35,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         raise GenreTorchError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a .ckpt file") from None
-    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or data_state(ckpt) is None or "state_dict" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
     check_finite(ckpt, path)
     return ckpt
@@ -78,6 +84,21 @@ def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def checkpoint_data(path: str | os.PathLike) -> dict[str, Any]:
+    """The data settings a checkpoint was trained with: its datamodule's settings, the dataset as the spec it stores
+    (a YAML spec's content too), and the data file when it is still where it was."""
+    ckpt = read_checkpoint(path)
+    settings = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    state = data_state(ckpt) or {}
+    from genre_torch.core.datasets import SPECS
+
+    name = state.get("dataset")
+    settings["dataset"] = name if name in SPECS else state.get("spec", settings.get("dataset"))
+    if settings.get("path") and not Path(settings["path"]).exists():
+        settings["path"] = None  # moved: looked for as usual ($GENRE_TORCH_DATA_DIR, ./data)
+    return settings
+
+
 def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, dataset: str | None = None) -> None:
     """Refuse, in one line, a checkpoint that cannot continue or evaluate this run (before anything is written)."""
     ckpt = read_checkpoint(path)
@@ -95,8 +116,8 @@ def check_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, da
     trained_on = data_state(ckpt).get("dataset")
     if dataset is not None and trained_on != dataset:
         raise GenreTorchError(
-            f"{path} was trained on {trained_on}, not {dataset}: pass that dataset's config "
-            f"(--data.dataset {trained_on})"
+            f"{path} was trained on {trained_on}, not {dataset}: leave out --config / --data.dataset to use the "
+            "dataset the checkpoint stores, or pass that dataset's config"
         )
     if model is not None:
         expected = model.state_dict()

@@ -280,6 +280,22 @@ class GenreDataModule(pl.LightningDataModule):
             x = train_x if name == "train" else pre.transform(frame, rows=idx)
             self.tensors[name] = (x, pre.encode_labels(frame[target].iloc[idx]))
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to score raw rows later: dataset name, spec (`numeric: auto` resolved), fitted
+        preprocessing (with the genre names). Lightning saves it in every checkpoint of a run."""
+        if not self.tensors and self.prepared is None:
+            return {}
+        return {"dataset": self.spec.name, "spec": self.spec.to_dict(), "preprocessor": self.preprocessor.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A checkpoint's data state: the genres must be the ones this data gives (a resume or an evaluation)."""
+        classes = (state_dict.get("preprocessor") or {}).get("classes")
+        if classes is not None and self.load().preprocessor.classes != list(classes):
+            raise GenreTorchError(
+                f"the checkpoint was trained on other genres than {self.spec.name}'s data here "
+                f"({len(classes)} against {len(self.preprocessor.classes)}): pass the data it was trained on"
+            )
+
     @property
     def songs(self) -> np.ndarray:
         """Song id of every row of the cleaned frame (core/songs.py: identical features or the same song_id)."""

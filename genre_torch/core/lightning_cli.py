@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from genre_torch.core import fast
 from genre_torch.core.checkpoint_io import AtomicCheckpointIO
-from genre_torch.core.checkpoints import check_checkpoint
+from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.latest import LatestCheckpoint
@@ -61,6 +63,9 @@ class OneLineParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> Any:
         text = " ".join(str(message).split())
+        unknown = re.search(r"^Parser key \"(\w+)\": Does not validate .* Given value: NestedArg\(key='([^']+)'", text)
+        if unknown:  # a subclass-typed group (--model): jsonargparse lists every subtype it tried
+            text = f"unknown option --{unknown[1]}.{unknown[2]}"
         prog = self.prog.replace(" [options]", "")
         raise CLIError(f"{text} (see `{prog} --help`)") from None
 
@@ -82,12 +87,14 @@ class GenreCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for size in ("num_features", "num_classes", "num_numeric"):
-            parser.link_arguments(f"data.{size}", f"model.{size}", apply_on="instantiate")
+            parser.link_arguments(f"data.{size}", f"model.init_args.{size}", apply_on="instantiate")
         # LightningCLI's --optimizer / --lr_scheduler: handed to the model (before_instantiate_classes), which applies
         # the backbone's parameter groups, rather than patched over its configure_optimizers
         parser.add_optimizer_args((torch.optim.Optimizer,))
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
         parser.set_defaults({"optimizer": {"class_path": "torch.optim.Adam"}})
+        # --model takes a subclass (subclass_mode_model); without one, the model class given to the CLI
+        parser.set_defaults({"model": {"class_path": f"{self.model_class.__module__}.{self.model_class.__qualname__}"}})
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
             {
@@ -128,12 +135,18 @@ class GenreCLI(LightningCLI):
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Test the final model once after fit.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it."""
+        """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it. test and validate take
+        the data settings from the checkpoint (its dataset spec included); --config and --data.* given override them."""
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt:
-            check_checkpoint(ckpt)
+        if not ckpt:
+            return
+        check_checkpoint(ckpt)
+        argv = sys.argv[1:] if args is None else args
+        if sub in ("test", "validate") and isinstance(argv, list) and sub in argv:
+            at = argv.index(sub) + 1  # the checkpoint's data first, so that what the user gave comes after it
+            super().parse_arguments(parser, [*argv[:at], "--data", json.dumps(checkpoint_data(ckpt)), *argv[at:]])
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a class that cannot be built is one line (its root cause)."""

@@ -14,7 +14,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from genre_torch.core import fast, models, schedules  # noqa: F401 (schedules: known by class name)
 from genre_torch.core.checkpoint_io import nonfinite_tensor
-from genre_torch.core.checkpoints import CHECKPOINT_KEY
 from genre_torch.core.components import bound_arguments, to_config, to_factory
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.losses import Criterion, CrossEntropy
@@ -89,7 +88,6 @@ class GenreClassifier(pl.LightningModule):
         self.test_metrics = self.val_metrics.clone(prefix="test/") if extra else None
         self._saved_schedules: list[dict[str, Any]] = []  # a resumed run's scheduler states (their lengths)
         self._configured = False  # configure_optimizers ran in this run
-        self.preprocessor_state: dict[str, Any] | None = None
         self._sums: tuple[torch.Tensor, torch.Tensor] | None = None  # training loss and hits of the epoch
         self._rows = 0
         self._cuda_rng_state: torch.Tensor | None = None
@@ -264,37 +262,21 @@ class GenreClassifier(pl.LightningModule):
         # (before a resumed run's optimiser state is restored, which Lightning does after this hook).
         if getattr(self, "_built_for", None) not in (None, self._tunable_settings()):
             self.trainer.strategy.setup_optimizers(self.trainer)
-        self._remember_preprocessor()
         if self.hparams.compile:
             mode = None if self.hparams.compile is True else self.hparams.compile
             self.backbone.compile(mode=mode)
 
-    def on_test_start(self) -> None:
-        self._remember_preprocessor()
-
-    def _remember_preprocessor(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "preprocessor"):
-            self.preprocessor_state = {
-                "dataset": datamodule.spec.name,
-                "spec": datamodule.spec.to_dict(),  # numeric: auto is resolved by now (setup read the data)
-                "preprocessor": datamodule.preprocessor.state_dict(),
-            }
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the checkpoint alone must be able to score raw rows: keep the fitted preprocessing and the
-        # RNG state (dropout, batch transforms), so that a resumed run continues exactly like an uninterrupted one
+        # the RNG state (dropout, batch transforms), so that a resumed run continues exactly like an uninterrupted
+        # one; the fitted preprocessing is the datamodule's state_dict, which Lightning saves beside
         bad = nonfinite_tensor(checkpoint["state_dict"])
         if bad is not None:
             raise GenreTorchError(f"refusing to save a checkpoint with non-finite weights ({bad}): training diverged")
-        if self.preprocessor_state is not None:
-            checkpoint[CHECKPOINT_KEY] = self.preprocessor_state
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         if self.device.type == "cuda":
             checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.preprocessor_state = checkpoint.get(CHECKPOINT_KEY)
         if not self._configured:  # the checkpoint a run resumes from, not one a tuner restores after configuring
             self._saved_schedules = [dict(state) for state in checkpoint.get("lr_schedulers") or []]
         if "torch_rng_state" in checkpoint:

@@ -24,6 +24,7 @@ import yaml
 from sklearn.metrics import f1_score
 
 from genre_torch.core.checkpoint_io import atomic_path
+from genre_torch.core.checkpoints import data_state
 from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.core.datasets import get_spec
 from genre_torch.core.module import GenreClassifier
@@ -107,7 +108,7 @@ def ensemble(checkpoints: list[str], data: dict) -> dict:
     with torch.no_grad():
         for path in checkpoints:
             model = GenreClassifier.load_from_checkpoint(path, map_location="cpu").eval()
-            pre = Preprocessor.from_state_dict(model.preprocessor_state["preprocessor"])
+            pre = Preprocessor.from_state_dict(data_state(torch.load(path, weights_only=True))["preprocessor"])
             probs.append(model(pre.transform(test)).softmax(-1))
     return outcome(dm, torch.stack(probs).mean(0).argmax(1).numpy(), 0.0)
 

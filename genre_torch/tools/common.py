@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from genre_torch.core.checkpoint_io import atomic_path, check_finite, verify_archive
 from genre_torch.core.checkpoints import data_state, model_arguments, read_checkpoint
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import CHECKPOINT_KEY, GenreClassifier
+from genre_torch.core.module import GenreClassifier
 from genre_torch.core.preprocessing import Preprocessor
 
 __all__ = ["atomic_path", "check_output", "load_checkpoint", "load_model"]
@@ -24,7 +25,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_checkpoint(path)  # readable, a genre_torch checkpoint, finite weights
     if "hyper_parameters" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no model settings in it)")
-    check_finite(ckpt, path, CHECKPOINT_KEY)  # the preprocessing's median, mean and std
+    check_finite({"data state": data_state(ckpt)}, path, "data state")  # the preprocessing's median, mean and std
     check_consistent(ckpt, path)
     return ckpt
 
@@ -49,7 +50,9 @@ def check_consistent(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
 def load_model(ckpt: dict[str, Any]) -> GenreClassifier:
     """The trained GenreClassifier of a loaded checkpoint, on CPU in eval mode."""
     try:
-        model = GenreClassifier(**model_arguments(ckpt["hyper_parameters"]))
+        args = model_arguments(ckpt["hyper_parameters"])
+        known = inspect.signature(GenreClassifier).parameters  # a subclass's own settings shape training only
+        model = GenreClassifier(**{k: v for k, v in args.items() if k in known})
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, RuntimeError, KeyError) as e:  # settings of another version, weights of another model
         detail = str(e).strip().splitlines()[-1].strip()
