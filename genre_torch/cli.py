@@ -102,8 +102,10 @@ def main(args: list[str] | None = None) -> None:
         print(help_text())
         raise SystemExit(0 if argv else 2)
     quiet_console()
+    from genre_torch.core import signals
     from genre_torch.core.errors import GenreTorchError
 
+    previous = signals.watch()
     try:
         if argv[0] in TOOLS:
             from genre_torch.tools import parsers
@@ -119,18 +121,24 @@ def main(args: list[str] | None = None) -> None:
         else:
             known = ", ".join([*LIGHTNING_SUBCOMMANDS, *TOOLS])
             raise GenreTorchError(f"unknown subcommand {argv[0]!r}; known: {known} (see `genre-torch --help`)")
+        signals.check("as it ended; run the same command again")  # still not a complete result
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("genre-torch: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, SystemExit) as e:  # Lightning ends a SIGTERM as SystemExit(None), Ctrl-C as exit 1
+        stop = signals.interruption(e)
+        if stop is None:
+            raise
+        print(stop.line, file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
     except Exception as e:  # Lightning's checks of its options that run once fit has begun (limit_val_batches)
         lightning = sys.modules.get("lightning_fabric.utilities.exceptions")
         if lightning is None or not isinstance(e, lightning.MisconfigurationException):
             raise
         print(f"genre-torch: error: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        signals.restore(previous)
 
 
 if __name__ == "__main__":  # `python -m genre_torch.cli`: run the importable module, whose QUIET_LOGS others read

@@ -29,12 +29,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from genre_torch.core import fast
+from genre_torch.core import fast, signals
 from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.runs import claim_version, release, resumed_version
+from genre_torch.core.runs import claim_version, discard, release, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -69,7 +69,13 @@ class GenreCLI(LightningCLI):
         self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self.discard_unfinished()
+            if signals.received() is not None:  # Lightning turns the signal into SIGTERMException or exit 1
+                raise signals.Interrupted(signals.received(), self.resume_hint()) from None
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for size in ("num_features", "num_classes", "num_numeric"):
@@ -196,7 +202,8 @@ class GenreCLI(LightningCLI):
     def after_fit(self) -> None:
         """Report the final model (best checkpoint, or SWA's/EMA's averaged weights), test it once, log hparams."""
         trainer = self.trainer
-        if trainer.fast_dev_run or trainer.interrupted:
+        signals.check(self.resume_hint())  # an interrupted fit is not a result: no test, no "best checkpoint"
+        if trainer.fast_dev_run:
             return
         best = getattr(run_checkpoint(trainer), "best_model_path", "") or None
         label = "best checkpoint"
@@ -233,6 +240,29 @@ class GenreCLI(LightningCLI):
             board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
             if board is not None and board.log_dir:
                 print(f"curves: tensorboard --logdir {Path(board.log_dir).parent}")
+
+    def after_validate(self) -> None:
+        """A signal during `validate` or `test` (even on its last batch, which Lightning completes): no result."""
+        signals.check()
+
+    after_test = after_validate
+
+    def discard_unfinished(self) -> None:
+        """A new run that stopped before its first checkpoint leaves nothing: remove the folders it claimed."""
+        if self.claimed and not any(self.claimed[-1].glob("*.ckpt")):
+            discard(self.claimed)
+            self.claimed = []
+
+    def resume_hint(self) -> str:
+        """What an interrupted run kept and how to go on (the end of the line `genre-torch` prints)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.subcommand != "fit":
+            return "before it finished; nothing was kept: run the same command again"
+        ckpt = run_checkpoint(trainer)
+        path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
+        if not path or not Path(path).is_file():
+            return "before the first checkpoint; nothing was kept: run the same command again"
+        return f"after epoch {trainer.current_epoch}; resume with --ckpt_path {path}"
 
     def before_test(self) -> None:
         """Attach the test callbacks (the report) for the test run."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def release(paths: Iterable[Path]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):  # not empty, or gone
             path.rmdir()
+
+
+def discard(paths: Iterable[Path]) -> None:
+    """Remove claimed run folders with everything in them, then their parents where that leaves them empty."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+        for parent in path.parents[:2]:  # runs/<dataset>, runs: created for this run unless others are there
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def resumed_version(ckpt_path: str | None) -> int | None:
