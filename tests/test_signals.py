@@ -93,3 +93,28 @@ def test_sigterm_during_an_evaluation_is_not_a_result(data_env, sub: str) -> Non
     assert proc.returncode == 143
     assert the_line(proc.stderr).startswith("genre-torch: interrupted by SIGTERM before it finished")
     assert "accuracy" not in proc.stdout and sorted(os.listdir()) == []
+
+
+SEARCH_CASES = [(signal.SIGTERM, "1"), (signal.SIGINT, "2")]
+
+
+@pytest.mark.parametrize(("signum", "workers"), SEARCH_CASES, ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env, signum: int, workers: str) -> None:
+    space = Path("grid.yaml")
+    space.write_text("seed_everything: {choices: [0, 1, 2]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", str(space), "--workers", workers, "--heartbeat", "1"]
+    args += ["--trainer.max_epochs", "500", "--early_stopping.patience", "1000"]
+    cmd = [sys.executable, "-m", "genre_torch.cli", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(Path("runs").glob("*/trial_*/music_genre/version_0/events.*")), proc)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum
+    lines = [line for line in err.splitlines() if line.startswith("genre-torch") or "Traceback" in line]
+    assert lines == [
+        f"genre-torch: interrupted by {signal.Signals(signum).name} during the search; finished trials are kept: "
+        "run the same command again to resume the study"
+    ], err[-3000:]

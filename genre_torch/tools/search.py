@@ -40,6 +40,7 @@ except ImportError:  # the extra is optional; say how to get it
     raise GenreTorchError("tune and sweep need Optuna: pip install -e '.[tune]'") from None
 import yaml
 
+from genre_torch.core import signals
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, option_args
@@ -100,7 +101,13 @@ def search(argv: list[str], grid: bool) -> None:
     open_study(open_storage(url, args.heartbeat), study_name, identity, cells)
     job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat)
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
-    run_workers(job, args.workers)
+    try:
+        run_workers(job, args.workers)
+    except (KeyboardInterrupt, SystemExit):  # Lightning ends a trial's SIGTERM as SystemExit, Ctrl-C as exit 1
+        if signals.received() is None:
+            raise
+        hint = "during the search; finished trials are kept: run the same command again to resume the study"
+        raise signals.Interrupted(signals.received(), hint) from None
     study = optuna.load_study(study_name=study_name, storage=open_storage(url, args.heartbeat))
     report_grid(study, space, args.out or folder / "summary.md") if grid else report_best(study, space, job, args.out)
 
