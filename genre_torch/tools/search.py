@@ -43,7 +43,7 @@ import yaml
 from genre_torch.core import signals
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import parsers
-from genre_torch.tools.search_space import SearchSpace, option_args
+from genre_torch.tools.search_space import SearchSpace, covering, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
 from genre_torch.tools.search_summary import summary
 
@@ -93,6 +93,9 @@ def search(argv: list[str], grid: bool) -> None:
     from genre_torch.tools import search_trial  # the trial code, imported once the usage is checked
 
     config = search_trial.resolved_config([*fit_args, *option_args(sample)])  # bad options fail before any worker
+    # every value of the space is built once before any trial starts: a bad one in a later cell fails here
+    variants = covering([space.options(c) for c in cells]) if cells is not None else space.cover()
+    search_trial.check_options(fit_args, variants, args.space)
     study_name = args.study or "-".join([*_config_names(fit_args), Path(args.space).stem])
     folder = Path(config.get("runs_dir") or "runs").resolve() / study_name
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
