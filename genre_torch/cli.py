@@ -6,6 +6,7 @@ imported by the subcommand that needs it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -133,9 +134,15 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(stop.exit_code) from None
     except Exception as e:  # Lightning's checks of its options that run once fit has begun (limit_val_batches)
         lightning = sys.modules.get("lightning_fabric.utilities.exceptions")
-        if lightning is None or not isinstance(e, lightning.MisconfigurationException):
+        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # any path the command was given or derived
+            name = str(e.filename)
+            shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name)} characters)"
+            message = f"file name too long: {shown}; use a shorter name or a shallower folder"
+        elif lightning is not None and isinstance(e, lightning.MisconfigurationException):
+            message = " ".join(str(e).split())
+        else:
             raise
-        print(f"genre-torch: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"genre-torch: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         signals.restore(previous)
