@@ -202,6 +202,8 @@ def load_spec(dataset: str | os.PathLike | Mapping[str, Any] | DatasetSpec) -> D
     if isinstance(dataset, str) and dataset in SPECS:
         return SPECS[dataset]
     path = Path(dataset)
+    if path.is_dir():
+        raise GenreTorchError(f"dataset spec {path} is a folder; pass a .yaml spec file or a built-in dataset name")
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise GenreTorchError(f"dataset spec file {path} does not exist")
