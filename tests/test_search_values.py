@@ -47,3 +47,20 @@ def test_a_bad_value_anywhere_in_the_space_fails_before_any_trial(data_env, caps
     line = one_line_error(capsys, tool, "--config", CONFIG, "--space", "space.yaml", "--trainer.max_epochs", "1")
     assert "space.yaml: the options" in line and ("7.5" in line or "nope" in line), line
     assert not Path("runs").exists()  # no study, no trial
+
+
+def test_storage_in_a_missing_folder_is_one_line_and_creates_nothing(data_env, capsys, tmp_path) -> None:
+    Path("space.yaml").write_text(json.dumps({"seed_everything": {"choices": [0]}}))
+    url = f"sqlite:///{tmp_path}/nonexistent/dir/x.db"
+    line = one_line_error(capsys, "sweep", "--config", CONFIG, "--space", "space.yaml", "--storage", url)
+    assert f"folder {tmp_path}/nonexistent/dir of --storage" in line and "does not exist" in line, line
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_finished_search_leaves_no_lock_file(data_env, capsys) -> None:
+    from genre_torch.cli import main
+
+    Path("space.yaml").write_text(json.dumps({"seed_everything": {"choices": [0]}}))
+    main(["sweep", "--config", CONFIG, "--space", "space.yaml", "--trainer.max_epochs", "1"])
+    assert Path("runs/music_genre-space/study.db").is_file()
+    assert not list(Path().rglob("*.lock"))

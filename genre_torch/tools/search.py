@@ -41,6 +41,7 @@ except ImportError:  # the extra is optional; say how to get it
 import yaml
 
 from genre_torch.core import signals
+from genre_torch.core.checkpoint_io import write_error
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, covering, option_args
@@ -99,6 +100,11 @@ def search(argv: list[str], grid: bool) -> None:
     study_name = args.study or "-".join([*_config_names(fit_args), Path(args.space).stem])
     folder = Path(config.get("runs_dir") or "runs").resolve() / study_name
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
+    if args.storage is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(folder, e) from None
     identity = {"fit_args": fit_args, "space": space.raw, "cells": len(cells) if grid else None}
     trials = None if grid else args.trials
     open_study(open_storage(url, args.heartbeat), study_name, identity, cells)
