@@ -5,11 +5,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from tests.fault_tools import listing, one_line_error, read_only_folder
+from tests.conftest import make_music_genre
+from tests.fault_tools import listing, one_line_error, read_only_folder, run
 from tests.trained import trained
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
@@ -69,3 +74,43 @@ def test_a_fit_failing_at_its_first_checkpoint_leaves_nothing(data_env, capsys, 
     line = one_line_error(capsys, *FIT)
     assert "No space left on device" in line, line
     assert listing(Path()) == []  # no runs/<dataset>/version_0 (config, hparams, events), no checkpoint folder
+
+
+def gtzan_like(folder: Path) -> tuple[Path, Path]:
+    """A GTZAN-style CSV whose `filename` starts with the genre, 14 rows repeated (28 with twins); its spec."""
+    rng = np.random.default_rng(0)
+    genres = np.array(["blues", "jazz", "metal", "pop"])[np.arange(200) % 4]
+    frame = pd.DataFrame(
+        {"filename": [f"{g}.{i:05d}.wav" for i, g in enumerate(genres)], "tempo": rng.normal(120, 20, 200)}
+        | {"energy": rng.uniform(0, 1, 200), "label": genres}
+    )
+    frame = pd.concat([frame, frame.iloc[:14].assign(filename=lambda f: f.filename + "x")], ignore_index=True)
+    frame.to_csv(folder / "gtzan.csv", index=False)
+    (folder / "gtzan.yaml").write_text(json.dumps({"name": "gtzan", "target": "label", "numeric": "auto"}))
+    return folder / "gtzan.csv", folder / "gtzan.yaml"
+
+
+def test_data_check_and_fit_report_a_column_that_gives_the_genre_away(tmp_path, capsys) -> None:
+    csv, spec = gtzan_like(tmp_path)
+    code, out, _ = run(capsys, "data", "check", csv, "--dataset", spec, "--no_hash")
+    assert code == 0
+    proxy = "the text before the first non-letter of column filename predicts label alone for 100% of the rows"
+    assert proxy in out and "28 rows repeat the feature values of another row (14 groups, 0 of them" in out, out
+    fit = [sys.executable, "-m", "genre_torch.cli", "fit", "--data.dataset", str(spec), "--data.path", str(csv)]
+    fit += ["--trainer.max_epochs", "1", "--runs_dir", str(tmp_path / "r"), "--checkpoints_dir", str(tmp_path / "c")]
+    proc = subprocess.run(fit, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line for line in proc.stderr.splitlines() if proxy in line] == [f"warning: gtzan: {proxy}" + (
+        " (the majority label of the other rows with the same value): it gives the label away; drop it or list it "
+        "under ignore"
+    )]  # fmt: skip
+    assert sum("rows repeat the feature values" in line for line in proc.stderr.splitlines()) == 1
+
+
+def test_target_proxies_are_codes_or_text_not_good_measurements() -> None:
+    from genre_torch.core.datasets.leakage import target_proxies
+
+    frame = make_music_genre().dropna(how="all")  # its popularity separates the genres: a feature, no leak
+    assert target_proxies(frame, "music_genre") == []
+    codes = frame.assign(genre_id=frame["music_genre"].map({"Electronic": 1, "Anime": 2, "Jazz": 3, "Rap": 4}))
+    assert target_proxies(codes, "music_genre") == [("column genre_id", 1.0)]

@@ -45,6 +45,7 @@ from genre_torch.core.datasets.cleaning import (
     to_numeric,
     warn_problems,
 )
+from genre_torch.core.datasets.leakage import leakage_lines
 from genre_torch.core.datasets.schema import check_mapping, read_yaml, to_mapping
 from genre_torch.core.errors import GenreTorchError
 
@@ -169,6 +170,9 @@ class DatasetSpec:
                 f"{self.name}: feature column(s) {', '.join(empty)} have no usable value (all missing, unparseable, "
                 f"non-finite or out of range); see `genre-torch data check`"
             )
+        if training:
+            for line in leakage_lines(df, list(self.features), self.target):
+                warnings.warn(f"{self.name}: {line}", DataWarning)
         return df
 
 
