@@ -129,6 +129,8 @@ class SearchSpace:
                 param.distribution  # noqa: B018 (Optuna checks log/step combinations)
             except ValueError as e:
                 raise GenreTorchError(f"{where}: {e}") from None
+            except ArithmeticError:  # Optuna divides the range by the step in decimal arithmetic
+                raise GenreTorchError(f"{where}: step {body['step']} is too small for its range") from None
         return param
 
     @staticmethod
@@ -202,7 +204,7 @@ def covering(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The cells (option values) that add a value of some option not seen in the cells before them."""
     kept, seen = [], set()
     for values in cells:
-        new = {(k, json.dumps(v, sort_keys=True)) for k, v in values.items()} - seen
+        new = {(k, json.dumps(v)) for k, v in values.items()} - seen
         if new:
             kept.append(values)
             seen |= new
