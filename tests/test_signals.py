@@ -118,3 +118,28 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
         f"genre-torch: interrupted by {signal.Signals(signum).name} during the search; finished trials are kept: "
         "run the same command again to resume the study"
     ], err[-3000:]
+
+
+def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path) -> None:
+    """SIGUSR1 (SLURM's warning before the time limit): Lightning saves an hpc checkpoint and requeues the job."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "genre", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0"}
+    slurm |= {"SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(Path("checkpoints/music_genre/version_0/last.ckpt").is_file, proc)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: (tmp_path / "scontrol.log").is_file() and Path("hpc_ckpt_1.ckpt").is_file(), proc)
+        assert proc.poll() is None  # the requeue does not end the run: SLURM ends it with SIGTERM
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    assert torch.load("hpc_ckpt_1.ckpt", weights_only=True)["epoch"] >= 0
+    assert proc.returncode == 143 and the_line(err).startswith("genre-torch: interrupted by SIGTERM after epoch ")
