@@ -9,6 +9,7 @@ handler raises `Interrupted` at once. Lightning's SLURM requeue (SIGUSR1) is not
 from __future__ import annotations
 
 import signal
+import threading
 from types import FrameType
 from typing import Any
 
@@ -46,6 +47,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 def watch() -> dict[int, Any]:
     """Record SIGTERM and SIGINT (SIGINT only where it is not ignored, as under nohup); the previous handlers."""
     _received.clear()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return {}
     previous = {signum: signal.getsignal(signum) for signum in WATCHED}
     for signum, handler in previous.items():
         if handler in (signal.SIG_DFL, signal.default_int_handler):
