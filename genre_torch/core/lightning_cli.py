@@ -34,7 +34,7 @@ from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.runs import claim_version, discard, release, resumed_version
+from genre_torch.core.runs import claim_version, discard, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -135,7 +135,6 @@ class GenreCLI(LightningCLI):
             cause: BaseException = e
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            release(self.claimed)
             raise GenreTorchError(" ".join(str(cause).split())) from None
 
     def before_instantiate_classes(self) -> None:
@@ -192,10 +191,8 @@ class GenreCLI(LightningCLI):
                     raw = self.config[self.subcommand] if self.subcommand else self.config
                     _check_fast_checkpoint(raw.get("checkpoint") or {})
         except GenreTorchError:
-            release(self.claimed)
             raise
         except (MisconfigurationException, ValueError) as e:  # the Trainer's own checks of its options
-            release(self.claimed)
             raise GenreTorchError(f"the Trainer refused its options: {' '.join(str(e).split())}") from None
         return trainer
 

@@ -52,13 +52,6 @@ def _claim(runs: Path, checkpoints: Path | None) -> int:
         return n
 
 
-def release(paths: Iterable[Path]) -> None:
-    """Remove claimed folders that are still empty (a run that failed before writing anything)."""
-    for path in paths:
-        with contextlib.suppress(OSError):  # not empty, or gone
-            path.rmdir()
-
-
 def discard(paths: Iterable[Path]) -> None:
     """Remove claimed run folders with everything in them, then their parents where that leaves them empty."""
     for path in paths:
