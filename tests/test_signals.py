@@ -143,3 +143,19 @@ def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
     assert torch.load("hpc_ckpt_1.ckpt", weights_only=True)["epoch"] >= 0
     assert proc.returncode == 143 and the_line(err).startswith("genre-torch: interrupted by SIGTERM after epoch ")
+
+
+def test_a_signal_during_a_tool_is_one_line_and_the_handlers_are_put_back(data_env, capsys, monkeypatch) -> None:
+    from genre_torch.tools import datacli
+    from tests.fault_tools import run
+
+    def report(*args: object) -> list[str]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return ["never printed"]
+
+    monkeypatch.setattr(datacli, "report_lines", report)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    code, out, err = run(capsys, "data", "check", "music_genre", "--no_hash")
+    assert code == 143 and "never printed" not in out
+    assert err.strip() == "genre-torch: interrupted by SIGTERM before it finished; run the same command again"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

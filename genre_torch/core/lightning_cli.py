@@ -254,7 +254,7 @@ class GenreCLI(LightningCLI):
         """What an interrupted run kept and how to go on (the end of the line `genre-torch` prints)."""
         trainer = getattr(self, "trainer", None)
         if trainer is None or self.subcommand != "fit":
-            return "before it finished; nothing was kept: run the same command again"
+            return signals.AGAIN
         ckpt = run_checkpoint(trainer)
         path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
         if not path or not Path(path).is_file():

@@ -14,13 +14,14 @@ from types import FrameType
 from typing import Any
 
 WATCHED = (signal.SIGTERM, signal.SIGINT)
+AGAIN = "before it finished; run the same command again"
 _received: list[int] = []
 
 
 class Interrupted(KeyboardInterrupt):
     """A watched signal stopped the command; `hint` says what it left and how to go on."""
 
-    def __init__(self, signum: int, hint: str = "") -> None:
+    def __init__(self, signum: int, hint: str = AGAIN) -> None:
         super().__init__(signum, hint)
         self.signum, self.hint = signum, hint
 
@@ -28,7 +29,7 @@ class Interrupted(KeyboardInterrupt):
     def line(self) -> str:
         """The one line `genre-torch` prints for it."""
         name = signal.Signals(self.signum).name
-        return f"genre-torch: interrupted by {name}" + (f" {self.hint}" if self.hint else "")
+        return f"genre-torch: interrupted by {name} {self.hint}"
 
     @property
     def exit_code(self) -> int:
@@ -67,7 +68,7 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
-def check(hint: str = "") -> None:
+def check(hint: str = AGAIN) -> None:
     """Raise Interrupted if a watched signal was received (a run that finished anyway is still interrupted)."""
     if _received:
         raise Interrupted(_received[0], hint)
