@@ -126,7 +126,7 @@ def main(args: list[str] | None = None) -> None:
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (KeyboardInterrupt, SystemExit) as e:  # Lightning ends a SIGTERM as SystemExit(None), Ctrl-C as exit 1
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted) as e:  # Lightning ends a SIGTERM as SystemExit
         stop = signals.interruption(e)
         if stop is None:
             raise

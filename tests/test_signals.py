@@ -103,7 +103,7 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
     space = Path("grid.yaml")
     space.write_text("seed_everything: {choices: [0, 1, 2]}\n")
     args = ["sweep", "--config", CONFIG, "--space", str(space), "--workers", workers, "--heartbeat", "1"]
-    args += ["--trainer.max_epochs", "500", "--early_stopping.patience", "1000"]
+    args += ["--trainer.max_epochs", "60", "--early_stopping.patience", "1000"]
     cmd = [sys.executable, "-m", "genre_torch.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -118,6 +118,13 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
         f"genre-torch: interrupted by {signal.Signals(signum).name} during the search; finished trials are kept: "
         "run the same command again to resume the study"
     ], err[-3000:]
+    from genre_torch.cli import main
+
+    main(args)  # resumed: the interrupted trial is retried once its heartbeat is stale, every cell runs once
+    optuna = pytest.importorskip("optuna")
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    done = [t.user_attrs["cell"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == [0, 1, 2]
 
 
 def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path) -> None:

@@ -259,7 +259,11 @@ class GenreCLI(LightningCLI):
         path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
         if not path or not Path(path).is_file():
             return "before the first checkpoint; nothing was kept: run the same command again"
-        return f"after epoch {trainer.current_epoch}; resume with --ckpt_path {path}"
+        try:  # the checkpoint's own epoch: a signal can come between its save and the end of the epoch's loop
+            epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"] + 1
+        except Exception:  # unreadable: the resume itself will say so
+            epoch = trainer.current_epoch
+        return f"after epoch {epoch}; resume with --ckpt_path {path}"
 
     def before_test(self) -> None:
         """Attach the test callbacks (the report) for the test run."""

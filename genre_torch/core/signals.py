@@ -18,8 +18,12 @@ AGAIN = "before it finished; run the same command again"
 _received: list[int] = []
 
 
-class Interrupted(KeyboardInterrupt):
-    """A watched signal stopped the command; `hint` says what it left and how to go on."""
+class Interrupted(BaseException):
+    """A watched signal stopped the command; `hint` says what it left and how to go on.
+
+    Not a KeyboardInterrupt: Optuna would mark the trial failed (a resumed grid would never run its cell again)
+    and Lightning would exit 1; like SystemExit, it passes through `except Exception`.
+    """
 
     def __init__(self, signum: int, hint: str = AGAIN) -> None:
         super().__init__(signum, hint)

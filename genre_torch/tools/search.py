@@ -112,7 +112,7 @@ def search(argv: list[str], grid: bool) -> None:
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
     try:
         run_workers(job, args.workers)
-    except (KeyboardInterrupt, SystemExit):  # Lightning ends a trial's SIGTERM as SystemExit, Ctrl-C as exit 1
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted):  # Lightning ends a SIGTERM as SystemExit
         if signals.received() is None:
             raise
         hint = "during the search; finished trials are kept: run the same command again to resume the study"
@@ -155,15 +155,25 @@ def work(job: Job) -> None:
 
 
 def _work_process(job: Job) -> None:
-    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2."""
+    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2.
+
+    A signal ends it quietly with 128 + its number (the process running the search says it in one line); its trial
+    stays running in the study, so that a resumed search retries it once its heartbeat is stale.
+    """
     from genre_torch.cli import quiet_console
 
     quiet_console()  # as `genre-torch` itself: one-line warnings, no Lightning banners
+    signals.watch()
     try:
         work(job)
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted) as e:
+        stop = signals.interruption(e)
+        if stop is None:
+            raise
+        raise SystemExit(stop.exit_code) from None
 
 
 def run_workers(job: Job, workers: int) -> None:
