@@ -73,7 +73,7 @@ class GenreCLI(LightningCLI):
             super().__init__(*args, **kwargs)
         except BaseException:
             self.discard_unfinished()
-            if signals.received() is not None:  # Lightning turns the signal into SIGTERMException or exit 1
+            if signals.received() is not None:  # Lightning ends a SIGTERM with SIGTERMException: say it here
                 raise signals.Interrupted(signals.received(), self.resume_hint()) from None
             raise
 
