@@ -6,6 +6,7 @@ imported by the subcommand that needs it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -104,8 +105,10 @@ def main(args: list[str] | None = None) -> None:
         print(help_text())
         raise SystemExit(0 if argv else 2)
     quiet_console()
+    from genre_torch.core import signals
     from genre_torch.core.errors import GenreTorchError
 
+    previous = signals.watch()
     try:
         if argv[0] in TOOLS:
             from genre_torch.tools import parsers
@@ -121,18 +124,30 @@ def main(args: list[str] | None = None) -> None:
         else:
             known = ", ".join([*LIGHTNING_SUBCOMMANDS, *TOOLS])
             raise GenreTorchError(f"unknown subcommand {argv[0]!r}; known: {known} (see `genre-torch --help`)")
+        signals.check("as it ended; run the same command again")  # still not a complete result
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("genre-torch: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted) as e:  # Lightning ends a SIGTERM as SystemExit
+        stop = signals.interruption(e)
+        if stop is None:
+            raise
+        print(stop.line, file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
     except Exception as e:  # Lightning's checks of its options that run once fit has begun (limit_val_batches)
         lightning = sys.modules.get("lightning_fabric.utilities.exceptions")
-        if lightning is None or not isinstance(e, lightning.MisconfigurationException):
+        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # any path the command was given or derived
+            name = str(e.filename)
+            shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name)} characters)"
+            message = f"file name too long: {shown}; use a shorter name or a shallower folder"
+        elif lightning is not None and isinstance(e, lightning.MisconfigurationException):
+            message = " ".join(str(e).split())
+        else:
             raise
-        print(f"genre-torch: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"genre-torch: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        signals.restore(previous)
 
 
 if __name__ == "__main__":  # `python -m genre_torch.cli`: run the importable module, whose QUIET_LOGS others read

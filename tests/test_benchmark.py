@@ -73,6 +73,26 @@ def alive(pid: int) -> bool:
         return False
 
 
+def spawned(pid: int) -> list[int]:
+    """The pool workers of pid (the resource tracker is a child too: workers are the ones running spawn_main)."""
+    return [c for c in children(pid) if b"spawn_main" in read(f"/proc/{c}/cmdline")]
+
+
+def read(path: str) -> bytes:
+    """A /proc file's bytes; empty once its process is gone."""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def until(condition, deadline: float) -> None:
+    """Poll `condition` every 0.2 s until it holds or `deadline` seconds have passed."""
+    end = time.monotonic() + deadline
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.2)
+
+
 @pytest.mark.real_data
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
 def test_killing_the_benchmark_stops_its_workers(tmp_path) -> None:
@@ -82,18 +102,16 @@ def test_killing_the_benchmark_stops_its_workers(tmp_path) -> None:
     env = {**os.environ, "GENRE_TORCH_DATA_DIR": str(folder), "PYTHONPATH": str(ROOT)}
     parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
+        # conditions, each with a deadline generous enough for a loaded machine, never a fixed wait
         workers: list[int] = []
-        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
-            time.sleep(0.2)  # the resource tracker is a child too: workers are the ones running spawn_main
-            workers = [c for c in children(parent.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        until(lambda: len(spawned(parent.pid)) == 2 or parent.poll() is not None, 300)
+        workers = spawned(parent.pid)
         assert len(workers) == 2, "the benchmark never started its two workers"
-        time.sleep(3)  # inside their initialiser or a task by now
+        # past their imports (torch loaded): in their initialiser or a task
+        until(lambda: all(b"libtorch" in read(f"/proc/{w}/maps") for w in workers), 300)
         parent.send_signal(signal.SIGTERM)
-        parent.wait(30)
-        deadline = time.monotonic() + 30
-        while any(alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        parent.wait(300)
+        until(lambda: not any(alive(w) for w in workers), 300)
         assert not [w for w in workers if alive(w)], "workers kept running after the benchmark was killed"
     finally:
         parent.kill()

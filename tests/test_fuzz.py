@@ -1,4 +1,5 @@
-"""Property-based fuzzing (hypothesis) of the CSV reader + cleaning and of `genre-torch predict`.
+"""Property-based fuzzing (hypothesis) of the CSV reader + cleaning, `genre-torch predict`, and the loaders of
+dataset specs and search spaces (a valid object or a one-line GenreTorchError, never another exception).
 
 Tables in the music_genre schema whose columns hold realistic values, junk (inf, NaN, huge, negative,
 empty strings, unicode, booleans, wrong types) or a mix. Derandomized: CI sees the same examples every run.
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from genre_torch.core.data import read_csv
@@ -138,3 +139,110 @@ def test_predict_scores_every_row_or_refuses_in_one_line(capsys: pytest.CaptureF
         probs = pred[[c for c in pred.columns if c.endswith("probability")]].to_numpy(np.float64)
         assert np.isfinite(probs[ok]).all() and ((probs[ok] >= 0) & (probs[ok] <= 1)).all()
         assert np.isnan(probs[~ok]).all() and set(pred["predicted_genre"][ok]) <= classes
+
+
+# ---- the loaders of dataset specs and search spaces: a valid object or a GenreTorchError, nothing else ----
+COLUMNS = st.sampled_from(["a", "b", "label", "tempo", "key", "", "é", "1"])
+LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), COLUMNS, st.sampled_from(WORDS),
+    st.just("auto"), st.just("0" * 64),
+)  # fmt: skip
+VALUE = st.recursive(
+    LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(COLUMNS | LEAF, inner, max_size=3), max_leaves=8
+)
+SPEC_KEYS = ["name", "description", "target", "numeric", "categorical", "id_columns", "ignore", "dedupe_on"]
+SPEC_KEYS += ["file_names", "meta", "text", "song_id", "valid_ranges", "sha256", "source", "junk"]
+SPEC_VALUES = {
+    "name": st.sampled_from(["songs", "my.songs-2", "x" * 300, "../up", ""]) | VALUE,
+    "target": COLUMNS | VALUE,
+    "numeric": st.just("auto") | st.lists(COLUMNS, max_size=3) | VALUE,
+    "categorical": st.lists(COLUMNS, max_size=3) | VALUE,
+    "meta": st.dictionaries(COLUMNS, st.none() | st.just(";")) | VALUE,
+    "text": st.dictionaries(COLUMNS, st.none() | st.dictionaries(st.sampled_from(["words", "chars", "x"]), VALUE))
+    | VALUE,
+    "valid_ranges": st.dictionaries(COLUMNS, st.lists(st.none() | st.floats() | st.integers(), max_size=3)) | VALUE,
+    "source": st.dictionaries(st.sampled_from(["url", "kaggle", "file", "x"]), VALUE) | VALUE,
+}
+VALID_SPEC = {"name": "songs", "target": "label", "numeric": ["a", "tempo"], "categorical": ["key"]}
+# a valid spec with a few keys replaced or added (mostly plausible values, sometimes anything), or anything at all
+SPECS = (
+    st.lists(st.sampled_from(SPEC_KEYS), max_size=3)
+    .flatmap(lambda keys: st.fixed_dictionaries({k: SPEC_VALUES.get(k, VALUE) for k in keys}))
+    .map(lambda changes: {**VALID_SPEC, **changes})
+    | VALUE
+)
+
+
+@FUZZ
+@given(raw=SPECS, as_file=st.booleans())
+@example(raw={**VALID_SPEC, "text": ["a"]}, as_file=False)  # found by this test: a list where a mapping belongs
+@example(raw={**VALID_SPEC, "valid_ranges": [{}]}, as_file=True)
+def test_the_spec_loader_gives_a_spec_or_one_line(tmp_path_factory, raw, as_file: bool) -> None:
+    import yaml
+
+    from genre_torch.core.datasets import DatasetSpec, load_spec
+
+    source: object = raw
+    if as_file:
+        source = tmp_path_factory.mktemp("spec") / "spec.yaml"
+        source.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    elif not isinstance(raw, dict):
+        source = {"name": "s", "target": "t", "numeric": raw}
+    try:
+        spec = load_spec(source)
+    except GenreTorchError as e:
+        assert "\n" not in str(e)
+        return
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec  # what a checkpoint stores reads back the same
+
+
+@FUZZ
+@given(text=st.text(max_size=80) | st.sampled_from(["name: [", "{a: 1", "- - -", ":", "name: !!python/none x"]))
+def test_the_spec_loader_on_any_yaml_text(tmp_path_factory, text: str) -> None:
+    from genre_torch.core.datasets import load_spec
+
+    path = tmp_path_factory.mktemp("spec") / "spec.yaml"
+    path.write_text(text)
+    with contextlib.suppress(GenreTorchError):
+        load_spec(path)
+
+
+OPTIONS = st.sampled_from(["model.lr", "data.batch_size", "seed_everything", "model.backbone.hidden_dims", "x"])
+NUMBER = st.integers(-3, 300) | st.floats(-1.0, 10.0) | st.sampled_from([0, 1, 1.0e-3, 0.5, True, "1e-3"])
+DISTRIBUTION = st.one_of(
+    st.fixed_dictionaries({"low": NUMBER, "high": NUMBER}, optional={"log": VALUE, "step": NUMBER, "type": VALUE}),
+    st.fixed_dictionaries({"choices": st.lists(LEAF | st.lists(st.integers(1, 4), max_size=2), max_size=4)}),
+    st.fixed_dictionaries({"value": VALUE}),
+    st.fixed_dictionaries({"choices": st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True)}),
+    st.dictionaries(st.sampled_from(["type", "low", "high", "choices", "value", "junk"]), VALUE, max_size=3),
+    VALUE,
+).flatmap(
+    lambda d: (
+        st.just(d)
+        | st.fixed_dictionaries({"when": st.dictionaries(OPTIONS, VALUE, max_size=2)}).map(
+            lambda w: {**d, **w} if isinstance(d, dict) else d
+        )
+    )
+)
+SPACES = st.one_of(*[st.dictionaries(OPTIONS, DISTRIBUTION, min_size=1, max_size=4)] * 3, VALUE)
+
+
+@FUZZ
+@given(raw=SPACES)
+@example(raw={"model.lr": {"low": -0.9, "high": 8e-103, "step": 1e-106}})  # found by this test: decimal's error
+@example(raw={"x": {"value": {None: 1, "a": 2}}})  # found by this test: values with keys of mixed types
+def test_the_search_space_loader_gives_a_space_or_one_line(tmp_path_factory, raw) -> None:
+    import yaml
+
+    pytest.importorskip("optuna")
+    from genre_torch.tools.search_space import SearchSpace
+
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        space = SearchSpace.load(path)
+        space.first()
+        space.cover()
+        space.grid()
+    except GenreTorchError as e:
+        assert "\n" not in str(e)

@@ -72,6 +72,8 @@ def write_error(target: Path, e: OSError) -> GenreTorchError:
         return GenreTorchError(f"cannot write {target}: {reason}; free some space there or write elsewhere")
     if e.errno in READ_ONLY:
         return GenreTorchError(f"cannot write {target}: {reason}; choose a writable folder")
+    if e.errno == errno.ENAMETOOLONG:
+        return GenreTorchError(f"cannot write {target}: {reason}; use a shorter name or a shallower folder")
     return GenreTorchError(f"cannot write {target}: {reason}")
 
 

@@ -28,6 +28,9 @@ def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A genre_torch checkpoint as plain tensors and primitives; anything else is a one-line error."""
+    if Path(path).is_dir():
+        example = Path(path) / "last.ckpt"
+        raise GenreTorchError(f"checkpoint {path} is a folder; pass a .ckpt file in it (e.g. {example})")
     if not Path(path).is_file():
         raise GenreTorchError(f"checkpoint {path} does not exist; pass a .ckpt written by `genre-torch fit`")
     verify_archive(path)  # a flipped byte in a tensor: the zip's CRC-32

@@ -31,7 +31,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from genre_torch.core import fast
+from genre_torch.core import fast, signals
 from genre_torch.core.checkpoint_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.console import EpochLine
@@ -39,7 +39,7 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.latest import LatestCheckpoint
 from genre_torch.core.provenance import check_against, data_file
 from genre_torch.core.provenance_callback import Provenance
-from genre_torch.core.runs import claim_version, release, resumed_version
+from genre_torch.core.runs import claim_version, discard, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -83,7 +83,13 @@ class GenreCLI(LightningCLI):
         self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self.discard_unfinished()
+            if signals.received() is not None:  # Lightning ends a SIGTERM with SIGTERMException: say it here
+                raise signals.Interrupted(signals.received(), self.resume_hint()) from None
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for size in ("num_features", "num_classes", "num_numeric"):
@@ -156,7 +162,6 @@ class GenreCLI(LightningCLI):
             cause: BaseException = e
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            release(self.claimed)
             raise GenreTorchError(" ".join(str(cause).split())) from None
 
     def before_instantiate_classes(self) -> None:
@@ -229,17 +234,16 @@ class GenreCLI(LightningCLI):
                     raw = self.config[self.subcommand] if self.subcommand else self.config
                     _check_fast_checkpoint(raw.get("checkpoint") or {})
         except GenreTorchError:
-            release(self.claimed)
             raise
         except (MisconfigurationException, ValueError) as e:  # the Trainer's own checks of its options
-            release(self.claimed)
             raise GenreTorchError(f"the Trainer refused its options: {' '.join(str(e).split())}") from None
         return trainer
 
     def after_fit(self) -> None:
         """Report the final model (best checkpoint, or SWA's/EMA's averaged weights), test it once, log hparams."""
         trainer = self.trainer
-        if trainer.fast_dev_run or trainer.interrupted:
+        signals.check(self.resume_hint())  # an interrupted fit is not a result: no test, no "best checkpoint"
+        if trainer.fast_dev_run:
             return
         best = getattr(run_checkpoint(trainer), "best_model_path", "") or None
         label = "best checkpoint"
@@ -279,6 +283,33 @@ class GenreCLI(LightningCLI):
             board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
             if board is not None and board.log_dir:
                 print(f"curves: tensorboard --logdir {Path(board.log_dir).parent}")
+
+    def after_validate(self) -> None:
+        """A signal during `validate` or `test` (even on its last batch, which Lightning completes): no result."""
+        signals.check()
+
+    after_test = after_validate
+
+    def discard_unfinished(self) -> None:
+        """A new run that stopped before its first checkpoint leaves nothing: remove the folders it claimed."""
+        if self.claimed and not any(self.claimed[-1].glob("*.ckpt")):
+            discard(self.claimed)
+            self.claimed = []
+
+    def resume_hint(self) -> str:
+        """What an interrupted run kept and how to go on (the end of the line `genre-torch` prints)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.subcommand != "fit":
+            return signals.AGAIN
+        ckpt = run_checkpoint(trainer)
+        path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
+        if not path or not Path(path).is_file():
+            return "before the first checkpoint; nothing was kept: run the same command again"
+        try:  # the checkpoint's own epoch: a signal can come between its save and the end of the epoch's loop
+            epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"] + 1
+        except Exception:  # unreadable: the resume itself will say so
+            epoch = trainer.current_epoch
+        return f"after epoch {epoch}; resume with --ckpt_path {path}"
 
     def before_test(self) -> None:
         """Attach the test callbacks (the report) for the test run."""

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
+
+from genre_torch.core.checkpoint_io import write_error
 
 
 def claim_version(runs: Path, checkpoints: Path | None = None) -> int:
     """Create runs/version_N exclusively for the first free N after the newest; checkpoints/version_N must be empty.
 
     mkdir is atomic: of several processes trying the same N, exactly one succeeds and the others move on.
+    A folder that cannot be created (read-only, name too long) is a one-line GenreTorchError.
     """
+    missing = []
+    for folder in (runs, *runs.parents):
+        with contextlib.suppress(OSError):  # a name too long is missing too
+            if folder.exists():
+                break
+        missing.append(folder)
+    try:
+        return _claim(runs, checkpoints)
+    except OSError as e:
+        for folder in missing:  # the parents this call created, deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise write_error(Path(e.filename or runs), e) from None
+
+
+def _claim(runs: Path, checkpoints: Path | None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     versions = [int(m.group(1)) for p in runs.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
     n = max(versions, default=-1) + 1
@@ -32,11 +52,13 @@ def claim_version(runs: Path, checkpoints: Path | None = None) -> int:
         return n
 
 
-def release(paths: Iterable[Path]) -> None:
-    """Remove claimed folders that are still empty (a run that failed before writing anything)."""
+def discard(paths: Iterable[Path]) -> None:
+    """Remove claimed run folders with everything in them, then their parents where that leaves them empty."""
     for path in paths:
-        with contextlib.suppress(OSError):  # not empty, or gone
-            path.rmdir()
+        shutil.rmtree(path, ignore_errors=True)
+        for parent in path.parents[:2]:  # runs/<dataset>, runs: created for this run unless others are there
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def resumed_version(ckpt_path: str | None) -> int | None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from genre_torch.core.datasets import SPECS, DatasetSpec, to_category
 from genre_torch.core.datasets.cleaning import NON_FINITE, UNPARSEABLE, to_numeric
+from genre_torch.core.datasets.leakage import leakage_lines
 
 
 def guess_spec(path: Path, frame: pd.DataFrame) -> DatasetSpec:
@@ -101,4 +102,7 @@ def report_lines(spec: DatasetSpec, raw: pd.DataFrame) -> Iterator[str]:
         if len(repeated):
             labels = clean.loc[repeated.index].groupby(spec.id_columns[0])[spec.target].nunique()
             lines += [f"  of these, {int((labels > 1).sum()):,} carry more than one genre (same features, other label)"]
+    found = leakage_lines(clean, list(spec.features), spec.target)
+    lines += ["", "columns that give the genre away, and repeated feature rows:"]
+    lines += [f"  {line}" for line in found or ["none"]]
     yield from lines

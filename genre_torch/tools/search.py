@@ -40,9 +40,11 @@ except ImportError:  # the extra is optional; say how to get it
     raise GenreTorchError("tune and sweep need Optuna: pip install -e '.[tune]'") from None
 import yaml
 
+from genre_torch.core import signals
+from genre_torch.core.checkpoint_io import write_error
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import parsers
-from genre_torch.tools.search_space import SearchSpace, option_args
+from genre_torch.tools.search_space import SearchSpace, covering, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
 from genre_torch.tools.search_summary import summary
 
@@ -92,15 +94,29 @@ def search(argv: list[str], grid: bool) -> None:
     from genre_torch.tools import search_trial  # the trial code, imported once the usage is checked
 
     config = search_trial.resolved_config([*fit_args, *option_args(sample)])  # bad options fail before any worker
+    # every value of the space is built once before any trial starts: a bad one in a later cell fails here
+    variants = covering([space.options(c) for c in cells]) if cells is not None else space.cover()
+    search_trial.check_options(fit_args, variants, args.space)
     study_name = args.study or "-".join([*_config_names(fit_args), Path(args.space).stem])
     folder = Path(config.get("runs_dir") or "runs").resolve() / study_name
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
+    if args.storage is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(folder, e) from None
     identity = {"fit_args": fit_args, "space": space.raw, "cells": len(cells) if grid else None}
     trials = None if grid else args.trials
     open_study(open_storage(url, args.heartbeat), study_name, identity, cells)
     job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat)
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
-    run_workers(job, args.workers)
+    try:
+        run_workers(job, args.workers)
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted):  # Lightning ends a SIGTERM as SystemExit
+        if signals.received() is None:
+            raise
+        hint = "during the search; finished trials are kept: run the same command again to resume the study"
+        raise signals.Interrupted(signals.received(), hint) from None
     study = optuna.load_study(study_name=study_name, storage=open_storage(url, args.heartbeat))
     report_grid(study, space, args.out or folder / "summary.md") if grid else report_best(study, space, job, args.out)
 
@@ -139,15 +155,25 @@ def work(job: Job) -> None:
 
 
 def _work_process(job: Job) -> None:
-    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2."""
+    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2.
+
+    A signal ends it quietly with 128 + its number (the process running the search says it in one line); its trial
+    stays running in the study, so that a resumed search retries it once its heartbeat is stale.
+    """
     from genre_torch.cli import quiet_console
 
     quiet_console()  # as `genre-torch` itself: one-line warnings, no Lightning banners
+    signals.watch()
     try:
         work(job)
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (KeyboardInterrupt, SystemExit, signals.Interrupted) as e:
+        stop = signals.interruption(e)
+        if stop is None:
+            raise
+        raise SystemExit(stop.exit_code) from None
 
 
 def run_workers(job: Job, workers: int) -> None:

@@ -129,6 +129,8 @@ class SearchSpace:
                 param.distribution  # noqa: B018 (Optuna checks log/step combinations)
             except ValueError as e:
                 raise GenreTorchError(f"{where}: {e}") from None
+            except ArithmeticError:  # Optuna divides the range by the step in decimal arithmetic
+                raise GenreTorchError(f"{where}: step {body['step']} is too small for its range") from None
         return param
 
     @staticmethod
@@ -167,6 +169,17 @@ class SearchSpace:
                 )
         return values
 
+    def cover(self) -> list[dict[str, Any]]:
+        """Option values of few cells that together give every entry each of its values (a range: low and high)."""
+        ends = {}
+        for p in self.params:
+            spec = p.spec
+            if p.kind in ("float", "int"):
+                spec = {"choices": list(dict.fromkeys([spec["low"], spec["high"]]))}
+            ends[p.key] = {**spec, **({"when": self.raw[p.key]["when"]} if p.when else {})}
+        corners = SearchSpace(ends)
+        return covering([corners.options(params) for params in corners.grid()])
+
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of choices (the Optuna parameters of each cell); a grid has only choices."""
         ranged = [p.key for p in self.params if p.kind in ("float", "int")]
@@ -185,6 +198,17 @@ class SearchSpace:
                         grown.append(({**params, p.key: _label(choice)}, {**values, p.key: choice}))
             cells = grown
         return [params for params, _ in cells]
+
+
+def covering(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cells (option values) that add a value of some option not seen in the cells before them."""
+    kept, seen = [], set()
+    for values in cells:
+        new = {(k, json.dumps(v)) for k, v in values.items()} - seen
+        if new:
+            kept.append(values)
+            seen |= new
+    return kept
 
 
 def option_args(values: dict[str, Any]) -> list[str]:

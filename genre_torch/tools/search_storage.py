@@ -83,10 +83,14 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         path = Path(parsed.database or "")
         if not parsed.database or parsed.database == ":memory:":
             raise GenreTorchError("an SQLite storage must be a file (sqlite:///FILE) that all workers share")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "w") as lock:  # two first starts create the tables once
+        if not path.parent.is_dir():  # only the file the user named is created
+            raise GenreTorchError(f"folder {path.parent} of --storage {shown} does not exist; create it first")
+        lock_path = path.with_name(path.name + ".lock")
+        with open(lock_path, "w") as lock:  # two first starts create the tables once
             fcntl.flock(lock, fcntl.LOCK_EX)
             storage = _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": 120}}, **kwargs)
+            # the tables exist now, so later openers need no lock: a waiting one still holds this one's inode
+            lock_path.unlink(missing_ok=True)
         _begin_immediate(storage.engine)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as e:

@@ -111,6 +111,15 @@ def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, fold
     return report.best["val_acc"]
 
 
+def check_options(fit_args: list[str], cells: list[dict[str, Any]], source: str) -> None:
+    """Build data, model and trainer of every cell (no run, no folder): a bad value fails before any trial."""
+    for values in cells:
+        try:
+            run_cli([*fit_args, *option_args(values), "--trainer.logger", "false", *TRIAL_ONLY], run=False)
+        except GenreTorchError as e:
+            raise GenreTorchError(f"{source}: the options {option_args(values)} fail: {e}") from None
+
+
 def dense_flops(trainer: pl.Trainer, model: nn.Module, datamodule: Any, epochs: int) -> float:
     """A floor on a training's arithmetic: the multiply-adds of its nn.Linear layers alone, per row seen.
 

@@ -45,6 +45,7 @@ from genre_torch.core.datasets.cleaning import (
     to_numeric,
     warn_problems,
 )
+from genre_torch.core.datasets.leakage import leakage_lines
 from genre_torch.core.datasets.schema import check_mapping, read_yaml, to_mapping
 from genre_torch.core.errors import GenreTorchError
 
@@ -169,6 +170,9 @@ class DatasetSpec:
                 f"{self.name}: feature column(s) {', '.join(empty)} have no usable value (all missing, unparseable, "
                 f"non-finite or out of range); see `genre-torch data check`"
             )
+        if training:
+            for line in leakage_lines(df, list(self.features), self.target):
+                warnings.warn(f"{self.name}: {line}", DataWarning)
         return df
 
 
@@ -202,6 +206,8 @@ def load_spec(dataset: str | os.PathLike | Mapping[str, Any] | DatasetSpec) -> D
     if isinstance(dataset, str) and dataset in SPECS:
         return SPECS[dataset]
     path = Path(dataset)
+    if path.is_dir():
+        raise GenreTorchError(f"dataset spec {path} is a folder; pass a .yaml spec file or a built-in dataset name")
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise GenreTorchError(f"dataset spec file {path} does not exist")

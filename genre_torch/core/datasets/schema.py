@@ -85,6 +85,9 @@ def check_mapping(data: Any, origin: str) -> dict[str, Any]:
     if not isinstance(meta, Mapping) or not all(isinstance(v, str) or v is None for v in meta.values()):
         raise fail("meta", "a mapping of column -> separator (a string, or null for one value)", meta)
     out["meta"] = {str(k): v for k, v in meta.items()}
+    for key in ("text", "valid_ranges"):
+        if not isinstance(data.get(key) or {}, Mapping):
+            raise fail(key, "a mapping of column names to options", data[key])
     out["text"] = {str(k): text_options(f"text.{k}", v, fail) for k, v in (data.get("text") or {}).items()}
     out["song_id"] = text("song_id", data["song_id"], expected="a column name") if data.get("song_id") else None
     out["valid_ranges"] = {str(k): bounds(k, v, fail) for k, v in (data.get("valid_ranges") or {}).items()}

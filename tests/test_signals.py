@@ -1,0 +1,168 @@
+"""SIGTERM and SIGINT: one line naming the signal and how to go on, exit status 128 + signum, nothing partial."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.trained import trained
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
+FIT = ["fit", "--config", CONFIG, "--trainer.max_epochs", "500", "--early_stopping.patience", "1000"]
+# sends `signum` to its own process from inside a Lightning hook, so the moment is exact
+SELF_SIGNAL = """
+import os, signal, sys, pytorch_lightning as pl
+from genre_torch import cli
+from genre_torch.core.lightning_cli import GenreCLI
+
+hook, signum = sys.argv[1], getattr(signal, sys.argv[2])
+
+class SelfSignal(pl.Callback):
+    pass
+
+setattr(SelfSignal, hook, lambda self, *args: os.kill(os.getpid(), signum))
+original = GenreCLI.instantiate_trainer
+def instantiate_trainer(self, **kwargs):
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), SelfSignal()]
+    return original(self, **kwargs)
+GenreCLI.instantiate_trainer = instantiate_trainer
+cli.main(sys.argv[3:])
+"""
+
+
+def wait_for(condition, proc: subprocess.Popen, deadline: float = 120.0) -> None:
+    """Poll `condition` until it holds; fail if the process ends first or the deadline passes."""
+    end = time.monotonic() + deadline
+    while not condition():
+        assert proc.poll() is None, f"ended early ({proc.returncode}): {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.05)
+
+
+def the_line(stderr: str) -> str:
+    """The single line of stderr that is not a data warning; no traceback."""
+    lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(data_env, signum: int) -> None:
+    last = Path("checkpoints/music_genre/version_0/last.ckpt")
+    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(last.is_file, proc)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum
+    line = the_line(err)
+    name = signal.Signals(signum).name
+    match = re.fullmatch(rf"genre-torch: interrupted by {name} after epoch (\d+); resume with --ckpt_path (\S+)", line)
+    assert match, line
+    assert Path(match.group(2)) == last
+    assert torch.load(last, weights_only=True)["epoch"] == int(match.group(1)) - 1  # the last completed epoch
+
+
+def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(data_env) -> None:
+    args = [sys.executable, "-c", SELF_SIGNAL, "on_train_batch_start", "SIGINT", *FIT]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130
+    assert the_line(proc.stderr) == (
+        "genre-torch: interrupted by SIGINT before the first checkpoint; nothing was kept: run the same command again"
+    )
+    assert sorted(os.listdir()) == []  # no runs/ or checkpoints/ folder
+
+
+@pytest.mark.parametrize("sub", ["validate", "test"])
+def test_sigterm_during_an_evaluation_is_not_a_result(data_env, sub: str) -> None:
+    ckpt = trained("music_genre").ckpt
+    hook = f"on_{sub.replace('validate', 'validation')}_batch_start"
+    args = [sys.executable, "-c", SELF_SIGNAL, hook, "SIGTERM", sub, "--config", CONFIG, "--ckpt_path", str(ckpt)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143
+    assert the_line(proc.stderr).startswith("genre-torch: interrupted by SIGTERM before it finished")
+    assert "accuracy" not in proc.stdout and sorted(os.listdir()) == []
+
+
+SEARCH_CASES = [(signal.SIGTERM, "1"), (signal.SIGINT, "2")]
+
+
+@pytest.mark.parametrize(("signum", "workers"), SEARCH_CASES, ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env, signum: int, workers: str) -> None:
+    space = Path("grid.yaml")
+    space.write_text("seed_everything: {choices: [0, 1, 2]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", str(space), "--workers", workers, "--heartbeat", "1"]
+    args += ["--trainer.max_epochs", "60", "--early_stopping.patience", "1000"]
+    cmd = [sys.executable, "-m", "genre_torch.cli", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(Path("runs").glob("*/trial_*/music_genre/version_0/events.*")), proc)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum
+    lines = [line for line in err.splitlines() if line.startswith("genre-torch") or "Traceback" in line]
+    assert lines == [
+        f"genre-torch: interrupted by {signal.Signals(signum).name} during the search; finished trials are kept: "
+        "run the same command again to resume the study"
+    ], err[-3000:]
+    from genre_torch.cli import main
+
+    main(args)  # resumed: the interrupted trial is retried once its heartbeat is stale, every cell runs once
+    optuna = pytest.importorskip("optuna")
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    done = [t.user_attrs["cell"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == [0, 1, 2]
+
+
+def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path) -> None:
+    """SIGUSR1 (SLURM's warning before the time limit): Lightning saves an hpc checkpoint and requeues the job."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "genre", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0"}
+    slurm |= {"SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(Path("checkpoints/music_genre/version_0/last.ckpt").is_file, proc)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: (tmp_path / "scontrol.log").is_file() and Path("hpc_ckpt_1.ckpt").is_file(), proc)
+        assert proc.poll() is None  # the requeue does not end the run: SLURM ends it with SIGTERM
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    assert torch.load("hpc_ckpt_1.ckpt", weights_only=True)["epoch"] >= 0
+    assert proc.returncode == 143 and the_line(err).startswith("genre-torch: interrupted by SIGTERM after epoch ")
+
+
+def test_a_signal_during_a_tool_is_one_line_and_the_handlers_are_put_back(data_env, capsys, monkeypatch) -> None:
+    from genre_torch.tools import datacli
+    from tests.fault_tools import run
+
+    def report(*args: object) -> list[str]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return ["never printed"]
+
+    monkeypatch.setattr(datacli, "report_lines", report)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    code, out, err = run(capsys, "data", "check", "music_genre", "--no_hash")
+    assert code == 143 and "never printed" not in out
+    assert err.strip() == "genre-torch: interrupted by SIGTERM before it finished; run the same command again"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
