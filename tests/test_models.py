@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 
 import pytest
@@ -96,3 +97,18 @@ def test_a_backbone_subclass_anywhere_is_known_by_name() -> None:
             return self.lin(x)
 
     assert isinstance(models.build("TinyTestNet", 3, 2), TinyTestNet)
+
+
+def test_a_second_class_under_a_taken_name_is_refused_by_name() -> None:
+    from genre_torch.core.components import resolve
+
+    class MLP(models.Backbone):  # a user's class that shadows the built-in name
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with pytest.raises(GenreTorchError, match="2 classes are named MLP .*give the full class_path"):
+        resolve("MLP", models.Backbone)
+    assert resolve("genre_torch.core.models.mlp.MLP", models.Backbone) is not MLP  # a full path is unambiguous
+    del MLP
+    gc.collect()  # the local class leaves Backbone.__subclasses__(), so later tests see one MLP again
+    assert resolve("MLP", models.Backbone).__module__ == "genre_torch.core.models.mlp"

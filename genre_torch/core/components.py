@@ -27,6 +27,9 @@ def resolve(path: str, base: type | tuple[type, ...]) -> type:
         known = {name: cls for b in bases for name, cls in subclasses(b).items()}
         if path not in known:
             raise GenreTorchError(f"unknown {bases[0].__name__.lower()} {path!r}; known: {', '.join(sorted(known))}")
+        same = sorted({class_path(c) for b in bases for c in _all_subclasses(b) if c.__name__ == path})
+        if len(same) > 1:  # which one a name meant would depend on import order: refuse, name the candidates
+            raise GenreTorchError(f"{len(same)} classes are named {path} ({', '.join(same)}): give the full class_path")
         return known[path]
     module, _, name = path.rpartition(".")
     try:
@@ -39,12 +42,19 @@ def resolve(path: str, base: type | tuple[type, ...]) -> type:
 
 
 def subclasses(base: type) -> dict[str, type]:
-    """Every imported subclass of `base` (any depth), by class name."""
+    """Every imported subclass of `base` (any depth), by class name (a name two classes share: see resolve)."""
     found: dict[str, type] = {}
-    todo = list(base.__subclasses__())
+    for cls in _all_subclasses(base):
+        found.setdefault(cls.__name__, cls)
+    return found
+
+
+def _all_subclasses(base: type) -> list[type]:
+    """Every imported subclass of `base`, any depth."""
+    found, todo = [], list(base.__subclasses__())
     while todo:
         cls = todo.pop()
-        found.setdefault(cls.__name__, cls)
+        found.append(cls)
         todo += cls.__subclasses__()
     return found
 
