@@ -67,8 +67,8 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where
         ckpt["state_dict"][name].view(-1)[3] = value
         expected = f"state_dict.{name}"
     else:
-        ckpt["genre_torch"]["preprocessor"]["mean"][2] = value
-        expected = "genre_torch.preprocessor.mean"
+        ckpt["GenreDataModule"]["preprocessor"]["mean"][2] = value
+        expected = "data state.preprocessor.mean"
     torch.save(ckpt, tmp_path / "nan.ckpt")  # a valid archive: its checksums match the bad values
     err = one_line_error(capsys, *predict_args(tmp_path / "nan.ckpt", trained("music_genre").test_rows, "p.csv"))
     assert "non-finite" in err and expected.split(".", 1)[1] in err and "retrain" in err
@@ -79,8 +79,8 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where
 
 
 def _edited(ckpt: dict, case: str) -> dict:
-    ckpt = {**ckpt, "genre_torch": {**ckpt["genre_torch"]}, "hyper_parameters": {**ckpt["hyper_parameters"]}}
-    pre = ckpt["genre_torch"]["preprocessor"] = {**ckpt["genre_torch"]["preprocessor"]}
+    ckpt = {**ckpt, "GenreDataModule": {**ckpt["GenreDataModule"]}, "hyper_parameters": {**ckpt["hyper_parameters"]}}
+    pre = ckpt["GenreDataModule"]["preprocessor"] = {**ckpt["GenreDataModule"]["preprocessor"]}
     if case == "width":
         ckpt["hyper_parameters"]["num_features"] = 10
     elif case == "unknown_setting":

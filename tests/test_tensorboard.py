@@ -57,6 +57,7 @@ def test_tensorboard_serves_scalars_hparams_confusion_matrix_and_notes() -> None
         name = run.run_dir.name
         scalars = json.loads(get(f"{base}/plugin/scalars/tags"))[name]
         assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp/test_acc"} <= set(scalars)
+        assert "epoch" not in scalars  # no chart group of single dots above the curves
         experiment = json.loads(get(f"{base}/plugin/hparams/experiment", {"experimentName": ""}))
         hparams = {h["name"] for h in experiment["hparamInfos"]}
         assert {"backbone", "backbone/hidden_dims", "criterion", "optimizer", "optimizer/lr", "seed"} <= hparams

@@ -136,3 +136,10 @@ def test_test_and_validate_take_the_dataset_from_the_checkpoint(in_run: Run) -> 
         assert checked.datamodule.eval_batch_size == 7  # what the command line gives wins
     finally:
         Path("moved.yaml").rename("spec.yaml")
+
+
+def test_the_artist_split_without_an_artist_column_is_one_line(in_run: Run, capsys) -> None:
+    from tests.fault_tools import one_line_error
+
+    err = one_line_error(capsys, "fit", "--data.dataset", "spec.yaml", "--data.path", "x.csv", "--data.split", "artist")
+    assert "--data.split artist needs an artist column" in err

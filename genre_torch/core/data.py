@@ -266,6 +266,11 @@ class GenreDataModule(pl.LightningDataModule):
         self.frame, self._songs = frame, None
         labels, groups, fractions = frame[self.spec.target], None, (self.test_fraction, self.val_fraction)
         if self.split == "artist":
+            if not self.spec.meta:
+                raise GenreTorchError(
+                    f"--data.split artist needs an artist column: {self.spec.name}'s spec declares no meta column; "
+                    "use --data.split song or canonical, or add the artist column under meta in the spec"
+                )
             all_groups = artist_groups(frame[next(iter(self.spec.meta))])
             self.splits = group_split_indices(labels.to_numpy(), all_groups, *fractions, self.split_seed)
             groups = all_groups[self.splits["train"]]  # the out-of-fold encoding folds by artist too

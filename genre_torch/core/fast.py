@@ -14,7 +14,15 @@ import math
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import (
+    Callback,
+    GradientAccumulationScheduler,
+    LearningRateFinder,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    StochasticWeightAveraging,
+)
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from genre_torch.core.errors import GenreTorchError
@@ -70,7 +78,7 @@ def _callback_problem(callback: Callback) -> str | None:
     if isinstance(callback, ProgressBar):
         return None  # counts training_step calls: display only
     hooks = [h for h in CALLBACK_HOOKS if is_overridden(h, callback, Callback)]
-    if type(callback).__name__ in ("StochasticWeightAveraging", "GradientAccumulationScheduler", "LearningRateFinder"):
+    if isinstance(callback, (StochasticWeightAveraging, GradientAccumulationScheduler, LearningRateFinder)):
         return "it needs automatic optimisation"
     return f"it overrides {', '.join(hooks)}" if hooks else None
 
@@ -100,16 +108,6 @@ def step_epoch_schedulers(module: pl.LightningModule) -> None:
     for config in module.trainer.lr_scheduler_configs:
         if config.interval == "epoch" and (module.current_epoch + 1) % config.frequency == 0:
             config.scheduler.step()
-
-
-def x_axis(module: pl.LightningModule) -> dict[str, float]:
-    """On the fast path, log against optimiser steps (Lightning's default x counts training_step calls).
-
-    Lightning plots an epoch's metrics at the index of its last step (global_step - 1); so does the fast path.
-    """
-    if module.automatic_optimization:
-        return {}
-    return {"step": float(module.trainer.global_step - 1), "epoch": float(module.current_epoch)}
 
 
 def total_steps(trainer: pl.Trainer) -> int:

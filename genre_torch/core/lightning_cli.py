@@ -301,8 +301,9 @@ class GenreCLI(LightningCLI):
         trainer = getattr(self, "trainer", None)
         if trainer is None or self.subcommand != "fit":
             return signals.AGAIN
+        latest = next((c for c in trainer.callbacks if isinstance(c, LatestCheckpoint)), None)
         ckpt = run_checkpoint(trainer)
-        path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
+        path = (latest and latest.best_model_path) or (ckpt and (ckpt.last_model_path or ckpt.best_model_path))
         if not path or not Path(path).is_file():
             return "before the first checkpoint; nothing was kept: run the same command again"
         try:  # the checkpoint's own epoch: a signal can come between its save and the end of the epoch's loop

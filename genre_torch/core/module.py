@@ -176,7 +176,13 @@ class GenreClassifier(pl.LightningModule):
         fast.step_epoch_schedulers(self)
         rows = max(self._rows, 1)  # the same on every rank (TensorBatches), so the mean over ranks is exact
         loss_sum, hits = self._sums
-        self.log_dict({"train/loss": loss_sum / rows, "train/acc": hits / rows, **fast.x_axis(self)}, sync_dist=True)
+        self.log_dict({"train/loss": loss_sum / rows, "train/acc": hits / rows, **self._x_axis()}, sync_dist=True)
+
+    def _x_axis(self) -> dict[str, float]:
+        """Epoch metrics plotted at the epoch's last optimiser step, as Lightning plots them, on both paths (the fast
+        path's training_step calls are not steps). Logging the step keeps Lightning from adding an `epoch` scalar,
+        which TensorBoard showed first, as a chart group of its own, above the curves."""
+        return {"step": float(max(self.trainer.global_step - 1, 0))}
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> torch.Tensor:
         x, y = batch
@@ -191,8 +197,8 @@ class GenreClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc, **_values(self.val_metrics)})
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            self.log_dict(fast.x_axis(self))
+        if not self.trainer.sanity_checking:
+            self.log_dict(self._x_axis())
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Update the test metrics; the logits go to callbacks (the test report)."""
@@ -200,7 +206,7 @@ class GenreClassifier(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = {"test/loss": self.test_loss, "test/acc": self.test_acc, "test/macro_f1": self.test_f1}
-        self.log_dict({**metrics, **_values(self.test_metrics)})
+        self.log_dict({**metrics, **_values(self.test_metrics), **self._x_axis()})
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities."""

@@ -1,9 +1,9 @@
 """Search spaces: a YAML file of distributions over dotted `genre-torch fit` options, sampled by Optuna.
 
-Each key is an option of `genre-torch fit` as on its command line without the dashes (model.lr,
+Each key is an option of `genre-torch fit` as on its command line without the dashes (optimizer.lr,
 data.batch_size, model.backbone.hidden_dims, seed_everything, ...); each value says how it varies:
 
-    model.lr: {low: 2.0e-4, high: 3.0e-3, log: true}     # float: low/high with a decimal point (or type: float)
+    optimizer.lr: {low: 2.0e-4, high: 3.0e-3, log: true}     # float: low/high with a decimal point (or type: float)
     data.batch_size: {low: 256, high: 2048, step: 256}    # int: integer low/high (step, log optional)
     model.arch: {choices: [mlp, plr_mlp]}                 # categorical; a grid (sweep) takes every choice
     model.backbone.hidden_dims: {choices: [[128, 128], [256, 256, 256]]}   # lists and dicts too
@@ -212,7 +212,7 @@ def covering(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def option_args(values: dict[str, Any]) -> list[str]:
-    """Command-line arguments of option values: ["--model.lr", "0.001", "--model.backbone.hidden_dims", "[8, 8]"]."""
+    """Command-line arguments of option values: ["--optimizer.lr", "0.001", "--model.backbone.hidden_dims", "[8, 8]"]."""
     return list(
         itertools.chain.from_iterable((f"--{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in values.items())
     )
