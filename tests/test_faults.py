@@ -141,14 +141,14 @@ def test_rows_with_inf_or_huge_values_are_scored_or_flagged(capsys, tmp_path) ->
 
 
 def test_non_finite_probabilities_become_an_error_not_a_prediction(capsys, tmp_path, monkeypatch) -> None:
-    real = Predictor.probabilities
+    real = Predictor._probabilities
 
     def half_nan(self: Predictor, clean: pd.DataFrame) -> np.ndarray:
         probs = real(self, clean)
         probs[::2, 1] = np.nan
         return probs
 
-    monkeypatch.setattr(Predictor, "probabilities", half_nan)
+    monkeypatch.setattr(Predictor, "_probabilities", half_nan)
     run_ = trained("music_genre")
     code, out, err = run(capsys, *predict_args(run_.ckpt, run_.test_rows, tmp_path / "p.csv"), "--chunk_size", "10")
     pred = pd.read_csv(tmp_path / "p.csv")
@@ -217,8 +217,8 @@ def test_nothing_scorable_is_an_error_and_writes_nothing(capsys, tmp_path) -> No
 
 
 def test_importance_refuses_non_finite_probabilities(capsys, tmp_path, monkeypatch) -> None:
-    real = Predictor.probabilities
-    monkeypatch.setattr(Predictor, "probabilities", lambda self, rows: real(self, rows) * np.nan)
+    real = Predictor._probabilities
+    monkeypatch.setattr(Predictor, "_probabilities", lambda self, rows: real(self, rows) * np.nan)
     run_ = trained("music_genre")
     args = ["--ckpt_path", run_.ckpt, "--data.path", run_.data, "--repeats", "1", "--runs_dir", tmp_path / "runs"]
     err = one_line_error(capsys, "importance", *args)
