@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         "cuda": torch.cuda.is_available(),
     }
     config = args.gpu_config if args.gpu_only else args.config
-    print(f"{config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    shown = os.path.relpath(config, ROOT) if Path(config).resolve().is_relative_to(ROOT) else config
+    print(f"{shown}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(f"medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
     print("ratio = Lightning / plain loop, training batches of an epoch (wall); CPU ratio = the same in process CPU")
     print(
