@@ -185,7 +185,7 @@ def test_the_python_api_warns_in_one_line(tmp_path) -> None:
         "from genre_torch import load_predictor\n"
         f"load_predictor({str(run.ckpt)!r}).predict(pd.read_csv({str(tmp_path / 'songs.csv')!r}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr, proc.stderr
     assert all(line.startswith("warning: music_genre: column ") for line in proc.stderr.splitlines()), proc.stderr
 
@@ -205,6 +205,6 @@ def test_predict_imports_neither_lightning_nor_the_module(tmp_path) -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')))\n"
         "print('genre_torch.core.module' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.csv").exists() and proc.stdout.splitlines()[-2:] == ["[]", "False"], proc.stdout
