@@ -159,11 +159,11 @@ def test_non_finite_probabilities_become_an_error_not_a_prediction(capsys, tmp_p
     assert f"{bad.sum()} row(s) could not be scored" in err
 
 
-def test_rows_of_another_dataset_get_a_warning_naming_it(capsys, tmp_path) -> None:
+def test_rows_of_another_dataset_are_refused_unless_forced_then_warned(capsys, tmp_path) -> None:
     """A music_genre model scoring spotify_tracks rows: every column it needs is there, no category is known."""
-    code, out, err = run(
-        capsys, *predict_args(trained("music_genre").ckpt, trained("spotify_tracks").test_rows, tmp_path / "p.csv")
-    )
+    args = predict_args(trained("music_genre").ckpt, trained("spotify_tracks").test_rows, tmp_path / "p.csv")
+    assert "looks like spotify_tracks rows" in one_line_error(capsys, *args) and not (tmp_path / "p.csv").exists()
+    code, out, err = run(capsys, *args, "--force")
     warning = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert code == 0 and len(warning) == 1, err
     assert "the input looks like spotify_tracks; this checkpoint was trained on music_genre" in warning[0]

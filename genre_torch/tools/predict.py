@@ -267,16 +267,17 @@ def main(argv: list[str]) -> None:
     with atomic_path(args.output) as tmp, opener(tmp, "wt", newline="") as fh:
         for chunk, skipped in read_chunks(source, args.chunk_size):
             headers += skipped
-            if rows == 0 and not force and looks_like(list(chunk.columns), spec):
-                raise GenreTorchError(
-                    f"{args.input} looks like {looks_like(list(chunk.columns), spec)} rows; this checkpoint was "
-                    f"trained on {spec.name}, so its predictions would mean nothing{refuse}"
-                )
             try:
                 clean = spec.clean(chunk, training=False, problems=problems)  # warned once, below
             except GenreTorchError as e:  # missing columns: name the dataset the input seems to be
                 note = mismatch(list(chunk.columns), spec, 0, 0, "")
                 raise GenreTorchError(f"{e}; {note}" if note else str(e)) from None
+            other = looks_like(list(chunk.columns), spec) if rows == 0 and not force else None
+            if other is not None:
+                raise GenreTorchError(
+                    f"{args.input} looks like {other} rows; this checkpoint was trained on {spec.name}, so its "
+                    f"predictions would mean nothing{refuse}"
+                )
             numeric = [c for c in predictor.preprocessor.numeric if c in clean.columns]
             usable = clean[numeric].notna().any().combine(usable, max, fill_value=False)
             table = predictor.predict(chunk, clean)
