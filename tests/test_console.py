@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
 SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "importance", "data", "prepare", "tune", "sweep"]
 
@@ -29,6 +31,7 @@ def test_help_lists_every_subcommand_without_importing_the_heavy_stack(tmp_path)
     assert bare.returncode == 2 and all(f"  {name} " in bare.stdout for name in SUBCOMMANDS)
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_a_fit_prints_epochs_summary_and_real_warnings_only(data_env) -> None:
     done = run(["fit", "--config", CONFIG, "--trainer.max_epochs", "3", "--data.batch_size", "64"], Path.cwd())
     assert done.returncode == 0, done.stderr
@@ -47,6 +50,7 @@ def test_an_unknown_subcommand_is_one_line(tmp_path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown subcommand 'fitt'" in done.stderr
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_a_configuration_error_is_one_line_with_a_pointer_to_help(data_env) -> None:
     done = run(["fit", "--config", CONFIG, "--model.lrr", "0.1"], Path.cwd())
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
@@ -102,6 +106,7 @@ def test_data_tune_and_sweep_have_their_own_help_paragraphs() -> None:
     assert "every combination" in sweep and "TPE" not in sweep
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_a_sweep_in_one_process_is_as_quiet_as_fit(data_env, tmp_path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("model.backbone.hidden_dims: {choices: [[16], [32]]}\n")

@@ -140,6 +140,7 @@ def test_predict_scores_every_row_or_refuses_in_one_line(capsys: pytest.CaptureF
         assert np.isnan(probs[~ok]).all() and set(pred["predicted_genre"][ok]) <= classes
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @FUZZ
 @given(case=tables())
 def test_python_api_scores_raw_frames_or_raises_one_error(case: tuple[pd.DataFrame, dict]) -> None:

@@ -82,6 +82,7 @@ def test_python_api_returns_the_same_table(tmp_path, capsys) -> None:
     assert list(table.index) == list(rows.index)
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_missing_columns_one_line_and_no_output(capsys, tmp_path) -> None:
     run = trained("music_genre")
     pd.read_csv(run.test_rows).drop(columns=["tempo", "key"]).to_csv(tmp_path / "bad.csv", index=False)
@@ -177,6 +178,7 @@ def test_predict_proba_is_predict_on_raw_rows(tmp_path) -> None:
     assert not hasattr(predictor, "probabilities")  # no public method scores uncleaned rows
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_the_python_api_warns_in_one_line(tmp_path) -> None:
     run = trained("music_genre")
     make_music_genre(n=40, seed=5).to_csv(tmp_path / "songs.csv", index=False)  # '?' and -1: data warnings
@@ -195,6 +197,7 @@ def test_the_python_api_warns_in_one_line(tmp_path) -> None:
     reason="core/checkpoint_io.py imports pytorch_lightning at module level (AtomicCheckpointIO); "
     "predict imports it through core.checkpoints. Remove this mark once that import moves.",
 )
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_predict_imports_neither_lightning_nor_the_module(tmp_path) -> None:
     run = trained("music_genre")
     argv = ["predict", "--ckpt_path", str(run.ckpt), "--input", str(run.test_rows), "--output", str(tmp_path / "p.csv")]

@@ -132,6 +132,7 @@ def test_bad_tune_input_is_exit_2_with_one_line(data_env, tmp_path, capsys) -> N
     assert not Path("runs").exists() or not list(Path("runs").rglob("trial_*"))  # nothing ran
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, tmp_path, monkeypatch, capsys) -> None:
     with monkeypatch.context() as patch:  # a test step during the search would fail the trial
         patch.setattr(GenreClassifier, "test_step", lambda *a: pytest.fail("the test split reached a model"))
@@ -209,6 +210,7 @@ def _open_once(url: str, ours: bool, errors: multiprocessing.Queue) -> None:
             errors.put(f"{type(e).__name__}: {e}"[:300])
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_workers_starting_together_on_a_new_database_all_open_it(tmp_path, backend, request) -> None:
     # Every opener of a new database creates Optuna's tables; the losers of that race got a duplicate-key or
