@@ -7,7 +7,7 @@ PYTHON ?= python3
 CONFIG ?= configs/music_genre.yaml
 EXTRAS ?= dev,export,download,spark,tune,bench
 
-.PHONY: install train test lint results clean
+.PHONY: install train test test-fast lint results clean
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install  ## lint + the whole test suite (slow and real-data tests included
 	$(VENV)/bin/ruff check genre_torch tests scripts docs
 	$(VENV)/bin/ruff format --check genre_torch tests scripts docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install  ## the loop while editing: lint + the tests not marked slow or real_data
+	$(VENV)/bin/ruff check genre_torch tests scripts docs
+	$(VENV)/bin/ruff format --check genre_torch tests scripts docs
+	$(PY) -m pytest -q -m "not slow and not real_data" $(PYTEST_ARGS)
 
 results: install  ## the README results table (3 seeds per dataset)
 	$(PY) scripts/results.py

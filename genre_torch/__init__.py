@@ -6,6 +6,7 @@ The names below are imported on first use, so `import genre_torch` (and `genre-t
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 _EXPORTS = {
@@ -25,3 +26,17 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'genre_torch' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def _one_line(formatter: Any) -> Any:
+    """A warnings.formatwarning writing genre_torch's own warnings as `warning: ...`, others with `formatter`."""
+
+    def formatwarning(message: Any, category: type, filename: str, lineno: int, line: str | None = None) -> str:
+        if category.__module__.startswith("genre_torch."):  # e.g. DataWarning: a note about the user's data
+            return "warning: " + " ".join(str(message).split()) + "\n"
+        return formatter(message, category, filename, lineno, line)
+
+    return formatwarning
+
+
+warnings.formatwarning = _one_line(warnings.formatwarning)

@@ -4,6 +4,7 @@
     python scripts/bench_speed.py --config configs/spotify_tracks.yaml --batch_sizes 512 16384
     python scripts/bench_speed.py --quick --json out.json   # CI smoke run (tests never assert on timings)
     python scripts/bench_speed.py --gpu_only [--gpu_compile]  # GPU machine: GPU rows and a GPU end-to-end fit
+    python scripts/bench_speed.py --startup                 # only: `genre-torch predict` startup beside torch's import
 
 Per batch size, rounds of [plain loop, Lightning's standard path, the fast path (--data.batches_per_step
 --group)] run back to back in this process on the same tensors, initial weights, optimiser
@@ -13,6 +14,9 @@ block is warm-up, the table shows medians of the rest. "train" times the trainin
 (Lightning: also checkpointing, early stopping and TensorBoard logging). The Lightning trainer is
 the one `genre-torch fit` builds (GenreCLI with the same config), progress bar off as in non-interactive
 runs. CPU time (process_time) is reported beside wall time: on a shared machine it is the steadier one.
+--startup measures, each in fresh subprocesses (median of --startup_repeats), `python -c "import torch"`,
+`genre-torch predict` on a missing input file (answered before torch is imported) and `genre-torch predict` of
+2,000 rows of the config's data with a checkpoint trained for 1 epoch.
 Then: end-to-end `genre-torch fit` in a subprocess (to early stop, incl. test) with its startup
 (import + data load + preprocessing) measured in its own subprocess, inference rows/s, peak RSS.
 """
@@ -26,12 +30,15 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 
@@ -58,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu_repeat", type=int, default=10, help="GPU rows train on the training rows repeated N times")
     p.add_argument("--gpu_compile", action="store_true", help="GPU rows also with --model.compile (both sides)")
     p.add_argument("--gpu_only", action="store_true", help="only the GPU rows (and a GPU end-to-end fit)")
+    p.add_argument("--startup", action="store_true", help="only the startup of `genre-torch predict` beside torch's")
+    p.add_argument("--startup_repeats", type=int, default=3, help="subprocesses per startup measurement")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round of 2 epochs, default batch only")
     p.add_argument("--json", help="also write the results as JSON to this file ('-' for stdout)")
     args = p.parse_args(argv)
@@ -154,9 +163,56 @@ def print_training(rows: list[dict]) -> None:
         print(" ".join(f"{r[key]:>{max(len(h), 7)}{spec}}" for h, key, spec in COLUMNS), flush=True)
 
 
+def startup(config: str, workdir: Path, repeats: int) -> dict[str, Any]:
+    """Wall seconds (medians over fresh subprocesses) of importing torch and of `genre-torch predict`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    cli = [sys.executable, "-m", "genre_torch.cli"]
+
+    def wall(cmd: list[str], expect: int = 0) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+            times.append(time.perf_counter() - start)
+            if proc.returncode != expect:
+                raise GenreTorchError(f"`{' '.join(cmd[2:])}` exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        return median(times)
+
+    fit = [*cli, "fit", "--config", str(Path(config).resolve()), "--trainer.max_epochs", "1"]
+    fit += ["--trainer.enable_progress_bar", "false"]
+    wall([*fit, "--runs_dir", "runs", "--checkpoints_dir", "ckpts", "--test_after_fit", "false"])
+    ckpt = str(next(workdir.glob("ckpts/*/version_0/best-*.ckpt")))
+    spec = load_spec(yaml.safe_load(Path(config).read_text())["data"].get("dataset", "music_genre"))
+    rows = pd.read_csv(find_data_file(spec), nrows=2000)
+    rows.to_csv(workdir / "rows.csv", index=False)
+    predict = [*cli, "predict", "--ckpt_path", ckpt, "--output", "out.csv"]
+    result = {
+        "repeats": repeats,
+        "import_torch_s": wall([sys.executable, "-c", "import torch"]),
+        "predict_missing_input_s": wall([*predict, "--input", "missing.csv"], expect=2),
+        "predict_2000_rows_s": wall([*predict, "--input", "rows.csv"]),
+    }
+    print(
+        f"startup, wall s (median of {repeats} subprocesses, load {os.getloadavg()[0]:.1f}): "
+        f"python -c 'import torch' {result['import_torch_s']:.2f} | "
+        f"predict, missing input {result['predict_missing_input_s']:.2f} | "
+        f"predict of {len(rows):,} rows {result['predict_2000_rows_s']:.2f} "
+        f"(= torch's import + {result['predict_2000_rows_s'] - result['import_torch_s']:.2f})"
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every part and print the tables."""
     args = parse_args(argv)
+    if args.startup:
+        locate_data([args.config])
+        with tempfile.TemporaryDirectory(prefix="bench_startup_") as tmp:
+            result = startup(args.config, Path(tmp), args.startup_repeats)
+        if args.json:
+            text = json.dumps(result, indent=2)
+            print(text) if args.json == "-" else Path(args.json).write_text(text)
+        return
     warnings.filterwarnings("ignore")  # data-cleaning and Lightning notices would break up the tables
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -178,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         "cuda": torch.cuda.is_available(),
     }
     config = args.gpu_config if args.gpu_only else args.config
-    print(f"{config}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    shown = os.path.relpath(config, ROOT) if Path(config).resolve().is_relative_to(ROOT) else config
+    print(f"{shown}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(f"medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
     print("ratio = Lightning / plain loop, training batches of an epoch (wall); CPU ratio = the same in process CPU")
     print(

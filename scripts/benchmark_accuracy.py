@@ -60,6 +60,14 @@ SPLITS = ("canonical", "song", "artist")
 MARKERS = ("<!-- benchmark_accuracy:begin -->", "<!-- benchmark_accuracy:end -->")
 
 
+def shown(arg: str) -> str:
+    """An argument as the README shows it: an absolute path relative to the working folder, or its last two parts."""
+    path = Path(arg)
+    if not path.is_absolute():
+        return arg
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else Path(*path.parts[-2:]).as_posix()
+
+
 def with_block(text: str, block: str) -> str:
     """text with the lines between MARKERS replaced by block; ValueError without both markers, in order."""
     lines = text.splitlines(keepends=True)
@@ -161,7 +169,7 @@ def main() -> None:
                 what = " + ".join(m if m in ANCHORS else Path(m).name for m, _ in members)
                 result = blend([r for _, r in members])
                 rows.append([dataset, label, split, f"blend, equal weights: {what}", *summary([result])[:4], "-", "-"])
-    command = shlex.join(["python", "scripts/benchmark_accuracy.py", *sys.argv[1:]])
+    command = shlex.join(["python", "scripts/benchmark_accuracy.py", *map(shown, sys.argv[1:])])
     dates = sorted({r["date"] for r in results})
     when = dates[0] if len(dates) == 1 else f"results from {dates[0]} to {dates[-1]}"
     # kept results from before provenance was recorded name no commit

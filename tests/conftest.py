@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -135,3 +137,10 @@ def fresh_data_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     import genre_torch.core.data
 
     monkeypatch.setattr(genre_torch.core.data, "LOADED", {})
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose system dependency is missing, saying which; under CI (CI=true) fail instead."""
+    if os.environ.get("CI", "").lower() in ("1", "true"):
+        pytest.fail(f"{reason}; CI must run these tests", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)

@@ -31,6 +31,7 @@ def run_bad(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return err
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_console_script_prints_one_line(tmp_path) -> None:
     env = {**os.environ, "GENRE_TORCH_DATA_DIR": str(tmp_path)}
     proc = subprocess.run(

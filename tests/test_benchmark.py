@@ -138,6 +138,7 @@ def test_anchor_learns_a_toy_problem_and_keeps_class_columns(name: str) -> None:
     assert (proba.argmax(1) == y[500:]).mean() > 0.6  # chance is about 0.3
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_results_prints_only_its_table_on_stdout(data_env: Path, tmp_path: Path) -> None:
     config = tmp_path / "short.yaml"
     config.write_text((ROOT / "configs" / "music_genre.yaml").read_text().replace("max_epochs: 10", "max_epochs: 2"))
@@ -206,6 +207,7 @@ def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> N
     assert changed.stderr.count("RESULT ") == 1 and "kept:" not in changed.stderr
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_benchmark_refuses_a_readme_without_its_markers_before_training(tmp_path) -> None:
     (tmp_path / "README.md").write_text("# no markers\n")
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--readme", "README.md"]

@@ -40,7 +40,7 @@ def test_parity_onnx_and_torchscript(capsys, tmp_path, dataset: str) -> None:
     run = trained(dataset)
     predictor = load_predictor(run.ckpt)
     clean = predictor.spec.clean(rows_with_gaps(dataset), training=False)
-    reference = predictor.probabilities(clean)  # the PyTorch module on the Preprocessor's encoding
+    reference = predictor.predict_proba(rows_with_gaps(dataset)).to_numpy()  # the backbone on the encoding
 
     out = export(capsys, "--ckpt_path", str(run.ckpt), "--format", "onnx", "--output", str(tmp_path / "m.onnx"))
     assert "m.json" in out

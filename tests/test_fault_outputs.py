@@ -122,10 +122,10 @@ def test_disk_full_on_a_small_filesystem(capsys, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_predict_leaves_a_temporary_file_the_next_run_removes(capsys, tmp_path) -> None:
-    make_music_genre(n=200_000).to_csv(tmp_path / "big.csv", index=False)
+    make_music_genre(n=50_000).to_csv(tmp_path / "big.csv", index=False)  # 50 chunks: killed after the first
     ckpt = trained("music_genre").ckpt
     cmd = [sys.executable, "-m", "genre_torch.cli", "predict", "--ckpt_path", str(ckpt), "--input", "big.csv"]
-    proc = subprocess.Popen([*cmd, "--output", "p.csv", "--chunk_size", "5000"], cwd=tmp_path, env=dict(os.environ))
+    proc = subprocess.Popen([*cmd, "--output", "p.csv", "--chunk_size", "1000"], cwd=tmp_path, env=dict(os.environ))
     deadline = time.monotonic() + 120
     while not [p for p in tmp_path.glob(".p.csv.*.tmp") if p.stat().st_size > 100_000] and proc.poll() is None:
         assert time.monotonic() < deadline

@@ -141,14 +141,14 @@ def test_rows_with_inf_or_huge_values_are_scored_or_flagged(capsys, tmp_path) ->
 
 
 def test_non_finite_probabilities_become_an_error_not_a_prediction(capsys, tmp_path, monkeypatch) -> None:
-    real = Predictor.probabilities
+    real = Predictor._probabilities
 
     def half_nan(self: Predictor, clean: pd.DataFrame) -> np.ndarray:
         probs = real(self, clean)
         probs[::2, 1] = np.nan
         return probs
 
-    monkeypatch.setattr(Predictor, "probabilities", half_nan)
+    monkeypatch.setattr(Predictor, "_probabilities", half_nan)
     run_ = trained("music_genre")
     code, out, err = run(capsys, *predict_args(run_.ckpt, run_.test_rows, tmp_path / "p.csv"), "--chunk_size", "10")
     pred = pd.read_csv(tmp_path / "p.csv")
@@ -159,11 +159,11 @@ def test_non_finite_probabilities_become_an_error_not_a_prediction(capsys, tmp_p
     assert f"{bad.sum()} row(s) could not be scored" in err
 
 
-def test_rows_of_another_dataset_get_a_warning_naming_it(capsys, tmp_path) -> None:
+def test_rows_of_another_dataset_are_refused_unless_forced_then_warned(capsys, tmp_path) -> None:
     """A music_genre model scoring spotify_tracks rows: every column it needs is there, no category is known."""
-    code, out, err = run(
-        capsys, *predict_args(trained("music_genre").ckpt, trained("spotify_tracks").test_rows, tmp_path / "p.csv")
-    )
+    args = predict_args(trained("music_genre").ckpt, trained("spotify_tracks").test_rows, tmp_path / "p.csv")
+    assert "looks like spotify_tracks rows" in one_line_error(capsys, *args) and not (tmp_path / "p.csv").exists()
+    code, out, err = run(capsys, *args, "--force")
     warning = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert code == 0 and len(warning) == 1, err
     assert "the input looks like spotify_tracks; this checkpoint was trained on music_genre" in warning[0]
@@ -217,8 +217,8 @@ def test_nothing_scorable_is_an_error_and_writes_nothing(capsys, tmp_path) -> No
 
 
 def test_importance_refuses_non_finite_probabilities(capsys, tmp_path, monkeypatch) -> None:
-    real = Predictor.probabilities
-    monkeypatch.setattr(Predictor, "probabilities", lambda self, rows: real(self, rows) * np.nan)
+    real = Predictor._probabilities
+    monkeypatch.setattr(Predictor, "_probabilities", lambda self, rows: real(self, rows) * np.nan)
     run_ = trained("music_genre")
     args = ["--ckpt_path", run_.ckpt, "--data.path", run_.data, "--repeats", "1", "--runs_dir", tmp_path / "runs"]
     err = one_line_error(capsys, "importance", *args)

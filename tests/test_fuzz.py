@@ -246,3 +246,32 @@ def test_the_search_space_loader_gives_a_space_or_one_line(tmp_path_factory, raw
         space.grid()
     except GenreTorchError as e:
         assert "\n" not in str(e)
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+@FUZZ
+@given(case=tables())
+def test_python_api_scores_raw_frames_or_raises_one_error(case: tuple[pd.DataFrame, dict]) -> None:
+    """load_predictor's predict and predict_proba on raw frames (as built, and as read from CSV): every row
+    finite probabilities summing to 1, or an error naming why (all NaN in predict_proba), or a GenreTorchError."""
+    from genre_torch import load_predictor
+
+    predictor = load_predictor(trained("music_genre").ckpt)
+    table, style = case
+    with tempfile.TemporaryDirectory() as folder:
+        table.to_csv(Path(folder) / "x.csv", index=False, **style)
+        frames = [table, read_csv(Path(folder) / "x.csv")]
+    for frame in frames:
+        frame.index = frame.index * 3 + 7  # any index, kept
+        try:
+            with quiet():
+                pred, proba = predictor.predict(frame), predictor.predict_proba(frame)
+        except GenreTorchError as e:
+            assert "\n" not in str(e)
+            continue
+        assert list(pred.index) == list(proba.index) == list(frame.index)
+        assert list(proba.columns) == predictor.classes
+        ok, values = pred["error"].isna().to_numpy(), proba.to_numpy(np.float64)
+        assert np.isfinite(values[ok]).all() and np.allclose(values[ok].sum(axis=1), 1, atol=1e-4)
+        assert np.isnan(values[~ok]).all() and pred["predicted_genre"][~ok].isna().all()
+        np.testing.assert_allclose(pred["probability"][ok].astype(float), values[ok].max(axis=1), rtol=1e-6)

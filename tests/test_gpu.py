@@ -31,6 +31,6 @@ def test_gpu_fp32_matches_cpu_and_its_checkpoint_predicts_on_cpu(data_env) -> No
     cpu_acc, gpu_acc = (float(c.trainer.callback_metrics["test/acc"]) for c in (cpu, gpu))
     assert gpu_acc > 0.7 and abs(gpu_acc - cpu_acc) < 0.1  # the shuffles differ (drawn on each device)
     predictor = load_predictor(gpu.trainer.checkpoint_callback.best_model_path)
-    assert next(predictor.model.parameters()).device.type == "cpu"
+    assert next(predictor.backbone.parameters()).device.type == "cpu"
     table = predictor.predict(gpu.datamodule.frame.head(50))
     assert table["predicted_genre"].isin(predictor.classes).all()

@@ -39,6 +39,7 @@ def test_find_data_file_looks_under_the_given_root(tmp_path, monkeypatch) -> Non
     assert find_data_file(MUSIC_GENRE, root=tmp_path) == tmp_path / "data" / "music_genre.csv"
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_bench_speed_without_data_is_one_line(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "GENRE_TORCH_DATA_DIR"}
     env["PYTHONPATH"] = str(ROOT)

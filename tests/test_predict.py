@@ -16,6 +16,7 @@ from genre_torch import load_predictor
 from genre_torch.cli import main
 from genre_torch.tools.predict import ALL_MISSING
 from tests.conftest import make_music_genre
+from tests.fault_tools import listing
 from tests.trained import trained
 
 
@@ -81,6 +82,7 @@ def test_python_api_returns_the_same_table(tmp_path, capsys) -> None:
     assert list(table.index) == list(rows.index)
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_missing_columns_one_line_and_no_output(capsys, tmp_path) -> None:
     run = trained("music_genre")
     pd.read_csv(run.test_rows).drop(columns=["tempo", "key"]).to_csv(tmp_path / "bad.csv", index=False)
@@ -111,3 +113,101 @@ def test_other_bad_input(capsys, tmp_path, monkeypatch) -> None:
     assert "does not exist" in fails(capsys, *ck, "--input", str(run.test_rows), "--output", "no/dir/p.csv")
     assert "required: --output" in fails(capsys, *ck, "--input", str(run.test_rows))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.csv.gz", "header.csv", "junk.ckpt"]
+
+
+def test_repeated_header_lines_are_left_out_and_ids_stay_integers(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = trained("music_genre")
+    lines = run.test_rows.read_text().splitlines()
+    (tmp_path / "cat.csv").write_text("\n".join([lines[0], lines[0], *lines[1:5], lines[0], *lines[5:]]) + "\n")
+    capsys.readouterr()
+    main(["predict", "--ckpt_path", str(run.ckpt), "--input", str(tmp_path / "cat.csv"), "--output", "p.csv"])
+    out, err = capsys.readouterr()
+    rows = pd.read_csv(run.test_rows)
+    assert "left out 2 line(s) repeating the header" in err
+    assert f"of {rows['music_genre'].notna().sum()} rows with a music_genre label" in out
+    pred = pd.read_csv(tmp_path / "p.csv", dtype=str)
+    assert len(pred) == len(rows) and "instance_id" not in set(pred["instance_id"])
+    assert pred["instance_id"].tolist() == [str(int(v)) for v in rows["instance_id"]]  # not "56768.0"
+
+
+def test_another_datasets_rows_are_refused_unless_forced(capsys, tmp_path) -> None:
+    run = trained("music_genre")
+    other = trained("spotify_tracks").test_rows
+    err = fails(capsys, "--ckpt_path", str(run.ckpt), "--input", str(other), "--output", str(tmp_path / "p.csv"))
+    assert "looks like spotify_tracks" in err and "trained on music_genre" in err and "--force" in err
+    assert not list(tmp_path.iterdir())
+    predict(capsys, run.ckpt, other, tmp_path / "p.csv", "--force")
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(pd.read_csv(other))
+
+
+def test_rows_without_any_usable_number_are_refused_unless_forced(capsys, tmp_path) -> None:
+    run = trained("music_genre")
+    rows = pd.read_csv(run.test_rows)
+    numeric = run.datamodule.preprocessor.numeric
+    rows[numeric] = "?"
+    rows.to_csv(tmp_path / "junk.csv", index=False)
+    out = ["--input", str(tmp_path / "junk.csv"), "--output", str(tmp_path / "p.csv")]
+    err = fails(capsys, "--ckpt_path", str(run.ckpt), *out)
+    assert "none of the numeric columns" in err and "--force" in err and listing(tmp_path) == ["junk.csv"]
+    predict(capsys, run.ckpt, tmp_path / "junk.csv", tmp_path / "p.csv", "--force")
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(rows)
+
+
+def test_unusable_names_are_one_line(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = trained("music_genre")
+    ck, source = ["--ckpt_path", str(run.ckpt)], ["--input", str(run.test_rows)]
+    assert "File name too long" in fails(capsys, *ck, *source, "--output", "a" * 300 + ".csv")
+    assert "is a folder" in fails(capsys, "--ckpt_path", str(tmp_path), *source, "--output", "p.csv")
+    assert "is a folder" in fails(capsys, *ck, "--input", str(tmp_path), "--output", "p.csv")
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_proba_is_predict_on_raw_rows(tmp_path) -> None:
+    run = trained("music_genre")
+    raw = make_music_genre(n=40, seed=5).drop(columns=["music_genre"])  # '?', -1 and empty rows
+    raw.index = raw.index + 1000
+    predictor = load_predictor(run.ckpt)
+    table, proba = predictor.predict(raw), predictor.predict_proba(raw)
+    assert list(proba.columns) == predictor.classes and list(proba.index) == list(raw.index)
+    ok = table["error"].isna().to_numpy()
+    assert (~ok).any() and proba[~ok].isna().all().all()
+    assert (proba[ok].idxmax(axis=1) == table["predicted_genre"][ok]).all()
+    np.testing.assert_allclose(proba[ok].max(axis=1), table["probability"][ok].astype(float), rtol=1e-6)
+    assert not hasattr(predictor, "probabilities")  # no public method scores uncleaned rows
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+def test_the_python_api_warns_in_one_line(tmp_path) -> None:
+    run = trained("music_genre")
+    make_music_genre(n=40, seed=5).to_csv(tmp_path / "songs.csv", index=False)  # '?' and -1: data warnings
+    code = (
+        "import pandas as pd\n"
+        "from genre_torch import load_predictor\n"
+        f"load_predictor({str(run.ckpt)!r}).predict(pd.read_csv({str(tmp_path / 'songs.csv')!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr, proc.stderr
+    assert all(line.startswith("warning: music_genre: column ") for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core/checkpoint_io.py imports pytorch_lightning at module level (AtomicCheckpointIO); "
+    "predict imports it through core.checkpoints. Remove this mark once that import moves.",
+)
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+def test_predict_imports_neither_lightning_nor_the_module(tmp_path) -> None:
+    run = trained("music_genre")
+    argv = ["predict", "--ckpt_path", str(run.ckpt), "--input", str(run.test_rows), "--output", str(tmp_path / "p.csv")]
+    code = (
+        "import sys\n"
+        "from genre_torch.cli import main\n"
+        f"main({argv!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')))\n"
+        "print('genre_torch.core.module' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.csv").exists() and proc.stdout.splitlines()[-2:] == ["[]", "False"], proc.stdout

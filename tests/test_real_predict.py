@@ -39,7 +39,7 @@ def test_report_predict_and_export_on_real_spotify(capsys, tmp_path, monkeypatch
 
     predictor = load_predictor(ckpt)
     sample = predictor.spec.clean(rows.iloc[:2000], training=False)
-    reference = predictor.probabilities(sample)
+    reference = predictor.predict_proba(rows.iloc[:2000]).to_numpy()
     main(["export", "--ckpt_path", ckpt, "--format", "onnx", "--output", "m.onnx"])
     contract = json.loads(Path("m.json").read_text())
     probs = ort.InferenceSession("m.onnx").run(None, {"features": raw_matrix(sample, contract)})[0]

@@ -78,17 +78,17 @@ def test_a_trained_realmlp_checkpoint_predicts_and_exports_alike(data_env, tmp_p
     cli = run_cli(["fit", "--config", str(CONFIGS / "music_genre_audio_realmlp.yaml"), *small])
     best = cli.trainer.checkpoint_callback.best_model_path
     predictor = load_predictor(best)
-    assert bool(predictor.model.backbone.initialized)  # reloaded initialised: training would not re-initialise
+    assert bool(predictor.backbone.initialized)  # reloaded initialised: training would not re-initialise
     cli.model.load_state_dict(torch.load(best, weights_only=True)["state_dict"])
     x = cli.datamodule.tensors["test"][0].cpu()
     with torch.no_grad():
         expected = cli.model.cpu().eval()(x).softmax(-1)
-        assert torch.allclose(predictor.model(x).softmax(-1), expected, atol=1e-6)
+        assert torch.allclose(predictor.backbone(x).softmax(-1), expected, atol=1e-6)
     main(["export", "--ckpt_path", best, "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
     rows = cli.datamodule.frame.iloc[cli.datamodule.splits["test"]]
     features = raw_matrix(rows, json.loads((tmp_path / "m.json").read_text()))
     onnx = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["probabilities"], {"features": features})[0]
-    assert abs(onnx - predictor.probabilities(rows)).max() <= 1e-5
+    assert abs(onnx - predictor._probabilities(rows)).max() <= 1e-5
 
 
 class LRRecorder(pl.Callback):

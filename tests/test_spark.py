@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -15,11 +17,23 @@ from genre_torch.core.prepared import PreparedData, compare
 from genre_torch.core.split import split_indices
 from genre_torch.core.streaming import table_arrays
 from genre_torch.tools.prepare import prepare
-from tests.conftest import make_music_genre, make_spotify_tracks
+from tests.conftest import make_music_genre, make_spotify_tracks, unavailable
+
+
+def java_major() -> int:
+    """Major version of the `java` on the path (0 without one)."""
+    if shutil.which("java") is None:
+        return 0
+    out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60)
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if found is None:
+        return 0
+    return int(found.group(2) or 0) if found.group(1) == "1" else int(found.group(1))  # "1.8" is Java 8
+
 
 pytest.importorskip("pyspark")  # the [spark] extra
-if shutil.which("java") is None:
-    pytest.skip("the Spark engine needs a Java runtime", allow_module_level=True)
+if java_major() < 17:
+    unavailable("the Spark tests need Java 17+ (Debian: apt-get install default-jre-headless)")
 pytestmark = pytest.mark.slow
 
 

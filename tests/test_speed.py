@@ -51,6 +51,16 @@ def test_bench_speed_quick_writes_every_part(data_env: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+def test_bench_speed_startup_measures_predict_beside_torch(data_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    script_main("bench_speed.py")(["--startup", "--startup_repeats", "1", "--config", CONFIG, "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["repeats"] == 1
+    assert 0 < result["predict_missing_input_s"] < result["predict_2000_rows_s"]  # answered before any scoring
+    assert result["import_torch_s"] > 0
+
+
+@pytest.mark.slow
 def test_memory_check_scaled_down(tmp_path: Path) -> None:
     """The code path of the 10M-row check (scripts/bench_memory.py) on 30,000 rows."""
     out = tmp_path / "memory.json"

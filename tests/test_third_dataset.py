@@ -116,7 +116,7 @@ def test_export(in_run: Run, capsys) -> None:
     session = ort.InferenceSession("synth.onnx")
     probs = session.run(None, {"features": raw_matrix(clean, contract)})[0]
     predictor = load_predictor(in_run.ckpt)
-    assert np.allclose(probs, predictor.probabilities(clean), atol=1e-5)
+    assert np.allclose(probs, predictor.predict_proba(rows).to_numpy(), atol=1e-5)
 
 
 def test_importance(in_run: Run, capsys) -> None:

@@ -27,6 +27,7 @@ from genre_torch.core.errors import GenreTorchError  # noqa: E402
 from genre_torch.core.module import GenreClassifier  # noqa: E402
 from genre_torch.tools.search_space import SearchSpace, option_args  # noqa: E402
 from genre_torch.tools.search_storage import open_storage  # noqa: E402
+from tests.conftest import unavailable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "music_genre.yaml")
@@ -134,6 +135,7 @@ def test_bad_tune_input_is_exit_2_with_one_line(data_env, tmp_path, capsys) -> N
     assert not Path("runs").exists() or not list(Path("runs").rglob("trial_*"))  # nothing ran
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, tmp_path, monkeypatch, capsys) -> None:
     with monkeypatch.context() as patch:  # a test step during the search would fail the trial
         patch.setattr(GenreClassifier, "test_step", lambda *a: pytest.fail("the test split reached a model"))
@@ -159,18 +161,13 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
         assert events.Scalars("hp/val_acc")[-1].value == pytest.approx(trial.user_attrs["val_acc"])
 
 
-def _unavailable(reason: str) -> None:
-    """Skip outside CI; under CI=true the PostgreSQL tests must run, so fail instead."""
-    (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> str:
     """A throw-away PostgreSQL server (initdb + pg_ctl, as the postgres user when root) on a free local port."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name.split(".")[0]))
     bins += [str(Path(p).parent) for p in [shutil.which("initdb")] if p]
     if not bins or not Path(bins[-1], "pg_ctl").exists():
-        _unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+        unavailable("the PostgreSQL tests need initdb and pg_ctl (Debian: apt-get install postgresql)")
     pytest.importorskip("psycopg", reason="psycopg (the [tune] extra) is needed for postgresql:// storage")
     initdb, pg_ctl = str(Path(bins[-1], "initdb")), str(Path(bins[-1], "pg_ctl"))
     folder = Path(tempfile.mkdtemp(prefix="genre_torch_pg_"))  # under /tmp: reachable by the postgres user
@@ -179,9 +176,9 @@ def postgres_url() -> str:
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
-            _unavailable("running as root without a postgres user to start PostgreSQL as")
+            unavailable("running as root without a postgres user to start PostgreSQL as")
         if not shutil.which("runuser"):
-            _unavailable("running as root without runuser to start PostgreSQL as the postgres user")
+            unavailable("running as root without runuser to start PostgreSQL as the postgres user")
         os.chown(folder, user.pw_uid, user.pw_gid)
         as_postgres = ["runuser", "-u", "postgres", "--"]
     with socket.socket() as s:
@@ -196,7 +193,7 @@ def postgres_url() -> str:
         done = subprocess.run([*as_postgres, *step], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            _unavailable(f"could not start PostgreSQL ({Path(step[0]).name}): {(done.stderr or done.stdout)[-500:]}")
+            unavailable(f"could not start PostgreSQL ({Path(step[0]).name}): {(done.stderr or done.stdout)[-500:]}")
     yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
     shutil.rmtree(folder, ignore_errors=True)
@@ -218,6 +215,7 @@ def _open_once(url: str, ours: bool, errors: multiprocessing.Queue) -> None:
             errors.put(f"{type(e).__name__}: {e}"[:300])
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_workers_starting_together_on_a_new_database_all_open_it(tmp_path, backend, request) -> None:
     # Every opener of a new database creates Optuna's tables; the losers of that race got a duplicate-key or

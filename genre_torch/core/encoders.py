@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import GroupKFold, KFold
 
 
 def tokens(values: pd.Series, separator: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +92,8 @@ class TargetEncoder:
         otherwise learn to read as "seen under genre A, so not A"; in an artist split, training rows are encoded
         as test rows will be, by statistics that never saw their artist.
         """
+        from sklearn.model_selection import GroupKFold, KFold  # fitting only: scoring skips sklearn's import
+
         values = values.reset_index(drop=True)
         out = torch.zeros(len(values), num_classes + 1)
         if groups is not None and len(np.unique(groups)) < folds:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.model_selection import GroupKFold
+
+if TYPE_CHECKING:  # scipy and sklearn are imported where titles are encoded: scoring other models skips them
+    from scipy import sparse
 
 WORD = re.compile(r"\w+")
 
@@ -64,6 +64,9 @@ class TextEncoder:
 
     def documents(self, values: pd.Series, vocabulary: list[str] | None = None) -> tuple[sparse.csr_matrix, list[str]]:
         """Binary (rows, tokens) matrix of a title column and its token list (the given vocabulary, else all)."""
+        from scipy import sparse
+        from sklearn.feature_extraction.text import CountVectorizer
+
         text = values.astype("string").fillna("").to_numpy(dtype=object)
         vectorizer = CountVectorizer(analyzer=Analyzer(self.words, self.chars), binary=True, vocabulary=vocabulary)
         if vocabulary is not None and not vocabulary:
@@ -75,6 +78,8 @@ class TextEncoder:
         self, docs: sparse.csr_matrix, labels: np.ndarray, songs: np.ndarray
     ) -> tuple[sparse.coo_matrix, np.ndarray]:
         """(token, genre) row counts over the given rows, and which tokens occur in >= min_songs distinct songs."""
+        from scipy import sparse
+
         song_codes, _ = pd.factorize(songs)
         per_song = sparse.csr_matrix((np.ones(len(songs)), (song_codes, np.arange(len(songs)))))
         distinct = np.asarray(((per_song @ docs) > 0).sum(0)).ravel()
@@ -146,6 +151,8 @@ class TextEncoder:
         songs: np.ndarray | None = None,
     ) -> torch.Tensor:
         """Out-of-fold encoding of training rows, folds grouped by song (or by `groups`), then fit on all rows."""
+        from sklearn.model_selection import GroupKFold
+
         labels, songs = np.asarray(labels), _songs(songs, len(values))
         groups = songs if groups is None else groups
         docs, vocabulary = self.documents(values.reset_index(drop=True))

@@ -21,11 +21,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from genre_torch.core.checkpoint_io import atomic_path
 from genre_torch.core.checkpoints import data_state
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import parsers
-from genre_torch.tools.common import atomic_path, check_output, load_checkpoint, load_model
+from genre_torch.tools.common import check_output
+from genre_torch.tools.predict import load_backbone, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 SUPPORTED_STATE = {"numeric", "scaling", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
@@ -105,7 +107,7 @@ def export(ckpt_path: str | os.PathLike, fmt: str, output: str | os.PathLike) ->
     check_output(output, [ckpt_path])
     check_output(sidecar, [ckpt_path])
     ckpt = load_checkpoint(ckpt_path)
-    wrapper = ExportedModel(load_model(ckpt).backbone, data_state(ckpt)["preprocessor"]).eval()
+    wrapper = ExportedModel(load_backbone(ckpt), data_state(ckpt)["preprocessor"]).eval()
     contract = describe(ckpt)
     example = torch.zeros(2, len(contract["columns"]))
     text = json.dumps(contract, indent=2)

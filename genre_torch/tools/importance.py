@@ -26,12 +26,11 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.runs import claim_version
 from genre_torch.tools import figures, parsers
-from genre_torch.tools.common import load_checkpoint, load_model
-from genre_torch.tools.predict import Predictor
+from genre_torch.tools.predict import Predictor, load_backbone, load_checkpoint
 
 
 class _Scorer:
-    """The minimal estimator permutation_importance needs: predicts class indices of cleaned rows."""
+    """The minimal estimator permutation_importance needs: predicts class indices of rows."""
 
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
@@ -40,7 +39,7 @@ class _Scorer:
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        probs = self.predictor.probabilities(rows)
+        probs = self.predictor.predict_proba(rows).to_numpy()
         bad = int((~np.isfinite(probs).all(axis=1)).sum())
         if bad:
             raise GenreTorchError(
@@ -68,7 +67,7 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
     pre = Preprocessor.from_state_dict(state["preprocessor"])
     if pre.classes != datamodule.preprocessor.classes:
         raise GenreTorchError(f"the data at {settings.get('path') or 'the default location'} has other genres")
-    predictor = Predictor(load_model(ckpt), pre, datamodule.spec)
+    predictor = Predictor(load_backbone(ckpt), pre, datamodule.spec)
     test = datamodule.frame.iloc[datamodule.splits["test"]]
     columns = list(dict.fromkeys([*pre.numeric, *pre.categorical, *pre.meta, *pre.text]))  # album_name: meta and text
     labels = pre.encode_labels(test[datamodule.spec.target]).numpy()
@@ -89,8 +88,6 @@ def importance(ckpt_path: str, data_path: str | None, repeats: int, seed: int) -
 def main(argv: list[str]) -> None:
     """`genre-torch importance --ckpt_path CKPT [--data.path CSV] [--repeats 5]`."""
     args = parsers.importance().parse_args(argv)
-    if args.repeats < 1:
-        raise GenreTorchError("--repeats must be at least 1")
     table, dataset, base = importance(args.ckpt_path, args.data_path, args.repeats, args.seed)
     folder = Path(args.runs_dir) / dataset / "importance"
     try:

@@ -212,7 +212,7 @@ def covering(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def option_args(values: dict[str, Any]) -> list[str]:
-    """Command-line arguments of option values: ["--optimizer.lr", "0.001", "--model.backbone.hidden_dims", "[8, 8]"]."""
+    """Command-line arguments of option values: ["--optimizer.lr", "0.001", "--data.batch_size", "512"]."""
     return list(
         itertools.chain.from_iterable((f"--{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in values.items())
     )

@@ -197,7 +197,7 @@ def inference(cli: GenreCLI, repeats: int = 5, device: str = "cpu") -> dict[str,
     if device.type != "cpu":
         return out
     start = time.perf_counter()
-    Predictor(model, dm.preprocessor, dm.spec).predict(dm.frame)
+    Predictor(model.backbone, dm.preprocessor, dm.spec).predict(dm.frame)
     out["Predictor.predict (clean + encode + score + top-3)"] = len(dm.frame) / (time.perf_counter() - start)
     return out
 
