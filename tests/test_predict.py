@@ -192,11 +192,6 @@ def test_the_python_api_warns_in_one_line(tmp_path) -> None:
     assert all(line.startswith("warning: music_genre: column ") for line in proc.stderr.splitlines()), proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/checkpoint_io.py imports pytorch_lightning at module level (AtomicCheckpointIO); "
-    "predict imports it through core.checkpoints. Remove this mark once that import moves.",
-)
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_predict_imports_neither_lightning_nor_the_module(tmp_path) -> None:
     run = trained("music_genre")

@@ -32,7 +32,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
 from genre_torch.core import fast, signals
-from genre_torch.core.checkpoint_io import AtomicCheckpointIO
+from genre_torch.core.atomic_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
