@@ -264,7 +264,11 @@ class GenreCLI(LightningCLI):
             trainer.callbacks.remove(callback)
         if averaging:
             label = "best checkpoint (averaged weights)"
-        val = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        loggers, trainer.loggers = trainer.loggers, []  # the best checkpoint's validation is no point of the curves
+        try:
+            val = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)[0]
+        finally:
+            trainer.loggers = loggers
         test = {}
         config = self.config_init[self.subcommand]
         if config.get("test_after_fit", True):
