@@ -259,8 +259,7 @@ class GenreCLI(LightningCLI):
         # BatchSizeFinder would search again in validate and test, resetting the trainer's step and epoch counts;
         # SpikeDetection cannot load the state it saved (pytorch-lightning 2.6 reads a missing attribute).
         averaging = any(isinstance(c, WeightAveraging) for c in trainer.callbacks)
-        training_only = (WeightAveraging, BatchSizeFinder, SpikeDetection)
-        for callback in [c for c in trainer.callbacks if isinstance(c, training_only)]:
+        for callback in [c for c in trainer.callbacks if TRAINING_ONLY in _policy(c)[0]]:
             trainer.callbacks.remove(callback)
         if averaging:
             label = "best checkpoint (averaged weights)"
@@ -414,24 +413,40 @@ def _check_monitors(trainer: Trainer, run: ModelCheckpoint | None) -> None:
             )
 
 
+# What a fit does with Lightning callbacks it cannot simply run, keyed on their classes (the fast path's own limits:
+# core/fast.py). REFUSE and NO_RESUME are one-line errors at startup; TRAINING_ONLY callbacks are taken off before
+# the final validation and test of the best checkpoint (see after_fit).
+REFUSE, NO_RESUME, TRAINING_ONLY = "refuse", "refuse on resume", "training only"
+CALLBACK_POLICIES: dict[type, tuple[frozenset[str], str]] = {
+    ModelPruning: (
+        frozenset({REFUSE}),
+        "ModelPruning is not supported: with it a checkpoint does not hold the model its validation measured, "
+        "so the best checkpoint and its test would be another model (docs/design.md)",
+    ),
+    BackboneFinetuning: (
+        frozenset({REFUSE}),
+        "BackboneFinetuning is not supported: it freezes the module's `backbone`, which here is the whole "
+        "network, head included, so nothing would train",
+    ),
+    SpikeDetection: (
+        frozenset({NO_RESUME, TRAINING_ONLY}),
+        "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the state it "
+        "saved; drop it from the callbacks to resume, or start a new run",
+    ),
+    WeightAveraging: (frozenset({TRAINING_ONLY}), ""),
+    BatchSizeFinder: (frozenset({TRAINING_ONLY}), ""),
+}
+
+
+def _policy(callback: Callback) -> tuple[frozenset[str], str]:
+    """The policies of a callback and the line that explains a refusal (none for most callbacks)."""
+    return next((p for cls, p in CALLBACK_POLICIES.items() if isinstance(callback, cls)), (frozenset(), ""))
+
+
 def _unsupported(callback: Callback, resuming: bool) -> str | None:
     """Why a Lightning callback cannot run in a genre-torch fit (one line), or None."""
-    if isinstance(callback, ModelPruning):
-        return (
-            "ModelPruning is not supported: with it a checkpoint does not hold the model its validation measured, "
-            "so the best checkpoint and its test would be another model (docs/design.md)"
-        )
-    if isinstance(callback, BackboneFinetuning):
-        return (
-            "BackboneFinetuning is not supported: it freezes the module's `backbone`, which here is the whole "
-            "network, head included, so nothing would train"
-        )
-    if resuming and isinstance(callback, SpikeDetection):
-        return (
-            "SpikeDetection cannot resume: pytorch-lightning's SpikeDetection.load_state_dict fails on the state it "
-            "saved; drop it from the callbacks to resume, or start a new run"
-        )
-    return None
+    policies, why = _policy(callback)
+    return why if REFUSE in policies or (resuming and NO_RESUME in policies) else None
 
 
 def _check_trainer(trainer: dict[str, Any]) -> None:
