@@ -68,3 +68,17 @@ def test_a_diverged_run_stops_in_one_line_and_saves_no_non_finite_weights(capsys
     for path in Path("checkpoints").rglob("*.ckpt"):
         state = torch.load(path, weights_only=True)["state_dict"]
         assert all(v.isfinite().all() for v in state.values() if v.is_floating_point()), path
+
+
+def test_an_evaluation_logs_into_the_run_it_evaluates_and_claims_no_version(data_env) -> None:
+    first = run_cli(FIT)
+    best = first.trainer.checkpoint_callback.best_model_path
+    run_cli(["test", "--ckpt_path", best])
+    run_cli(["test", "--ckpt_path", best])
+    run_cli(["validate", "--ckpt_path", best])
+    run = Path("runs/music_genre/version_0")
+    assert {"test", "test_2", "validate"} <= {p.name for p in run.iterdir() if p.is_dir()}
+    assert list((run / "test").glob("events.out.tfevents*")) and list((run / "test_2").glob("events.out.tfevents*"))
+    assert sorted(p.name for p in Path("checkpoints/music_genre").iterdir()) == ["version_0"]
+    second = run_cli(FIT)  # one number names one training
+    assert second.trainer.logger.version == 1 and Path("checkpoints/music_genre/version_1/last.ckpt").is_file()

@@ -39,7 +39,7 @@ from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.latest import LatestCheckpoint
 from genre_torch.core.provenance import check_against, data_file
 from genre_torch.core.provenance_callback import Provenance
-from genre_torch.core.runs import claim_version, discard, resumed_version
+from genre_torch.core.runs import claim_evaluation, claim_version, discard, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -191,9 +191,14 @@ class GenreCLI(LightningCLI):
             check_against(ckpt_path, data_file(self.datamodule))  # one warning line when code or data differ
         runs, checkpoints = Path(config["runs_dir"]) / dataset, Path(config["checkpoints_dir"]) / dataset
         default_logger = kwargs.get("logger") in (None, True) and config["trainer"].get("logger") in (None, True)
-        version = resumed_version(ckpt_path) if self.subcommand == "fit" else None
+        trained = resumed_version(ckpt_path)
+        version: int | str | None = trained if self.subcommand == "fit" else None
         if default_logger:
-            if version is None and rank_zero_only.rank == 0:
+            evaluation = self.subcommand in ("test", "validate") and trained is not None
+            if evaluation and (runs / f"version_{trained}").is_dir() and rank_zero_only.rank == 0:
+                version = claim_evaluation(runs / f"version_{trained}", self.subcommand)  # in the run it evaluates
+                self.claimed = [runs / version]
+            elif version is None and rank_zero_only.rank == 0:
                 version = claim_version(runs, checkpoints)
                 self.claimed = [runs / f"version_{version}", checkpoints / f"version_{version}"]
             kwargs["logger"] = TensorBoardLogger(
@@ -226,7 +231,8 @@ class GenreCLI(LightningCLI):
                 run.save_last = False
                 trainer.callbacks.append(LatestCheckpoint(run))
             for ckpt in trainer.checkpoint_callbacks:  # a user's ModelCheckpoint too: all in the run's folder
-                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and trainer.logger is not None:
+                fitting = isinstance(getattr(trainer.logger, "version", None), int)
+                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and fitting:
                     ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
             if self.subcommand in ("fit", None):
                 fast.check(trainer, self.model, self.datamodule)

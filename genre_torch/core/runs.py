@@ -61,6 +61,20 @@ def discard(paths: Iterable[Path]) -> None:
                 parent.rmdir()
 
 
+def claim_evaluation(run: Path, name: str) -> str:
+    """Create `run/name` (then name_2, name_3, ...) exclusively for an evaluation of that run's checkpoint; the
+    logger's version relative to the dataset's folder (`version_N/test`): the evaluation sits in its training's run."""
+    n = 1
+    while True:
+        folder = run / (name if n == 1 else f"{name}_{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return f"{run.name}/{folder.name}"
+
+
 def resumed_version(ckpt_path: str | None) -> int | None:
     """The run version that `fit --ckpt_path .../version_N/last.ckpt` continues, so it keeps its folders."""
     match = re.fullmatch(r"version_(\d+)", Path(ckpt_path).parent.name) if ckpt_path else None
