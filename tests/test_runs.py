@@ -80,5 +80,7 @@ def test_an_evaluation_logs_into_the_run_it_evaluates_and_claims_no_version(data
     assert {"test", "test_2", "validate"} <= {p.name for p in run.iterdir() if p.is_dir()}
     assert list((run / "test").glob("events.out.tfevents*")) and list((run / "test_2").glob("events.out.tfevents*"))
     assert sorted(p.name for p in Path("checkpoints/music_genre").iterdir()) == ["version_0"]
+    main(["importance", "--ckpt_path", best, "--repeats", "1"])
+    assert list((run / "importance").glob("importance.csv"))  # explained in the run it explains
     second = run_cli(FIT)  # one number names one training
     assert second.trainer.logger.version == 1 and Path("checkpoints/music_genre/version_1/last.ckpt").is_file()

@@ -24,7 +24,7 @@ from genre_torch.core.data import GenreDataModule
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.runs import claim_version
+from genre_torch.core.runs import claim_evaluation, claim_version, resumed_version
 from genre_torch.tools import figures, parsers
 from genre_torch.tools.predict import Predictor, load_backbone, load_checkpoint
 
@@ -89,12 +89,16 @@ def main(argv: list[str]) -> None:
     """`genre-torch importance --ckpt_path CKPT [--data.path CSV] [--repeats 5]`."""
     args = parsers.importance().parse_args(argv)
     table, dataset, base = importance(args.ckpt_path, args.data_path, args.repeats, args.seed)
-    folder = Path(args.runs_dir) / dataset / "importance"
-    try:
-        version = claim_version(folder)  # two runs at once never share a version folder
+    runs, trained = Path(args.runs_dir) / dataset, resumed_version(str(args.ckpt_path))
+    run = runs / f"version_{trained}"
+    folder = run if trained is not None and run.is_dir() else runs / "importance"
+    try:  # in the run of the checkpoint it explains (version_N/importance), else beside the runs
+        version = (
+            claim_evaluation(run, "importance") if folder == run else f"importance/version_{claim_version(folder)}"
+        )
     except OSError as e:
         raise write_error(folder, e) from None
-    logger = TensorBoardLogger(folder.parent, name="importance", version=version, default_hp_metric=False)
+    logger = TensorBoardLogger(runs.parent, name=dataset, version=version, default_hp_metric=False)
     try:
         write(logger, table, f"{dataset}, accuracy {base:.4f}, {args.repeats} repeats", str(args.ckpt_path))
     except OSError as e:  # a file as --runs_dir, a read-only or full disk: no half-written version folder
