@@ -113,5 +113,5 @@ def test_fit_and_predict_raw_rows_with_titles(data_env, capsys, tmp_path) -> Non
     main(["importance", "--ckpt_path", best, "--repeats", "1"])  # the title column is permuted like the others
     assert (
         "track_name"
-        in pd.read_csv(next(Path("runs").glob("spotify_tracks/importance/*/importance.csv")))["column"].values
+        in pd.read_csv(next(Path("runs").glob("spotify_tracks/version_*/importance/importance.csv")))["column"].values
     )

@@ -231,9 +231,10 @@ class GenreCLI(LightningCLI):
                 run.save_last = False
                 trainer.callbacks.append(LatestCheckpoint(run))
             for ckpt in trainer.checkpoint_callbacks:  # a user's ModelCheckpoint too: all in the run's folder
-                fitting = isinstance(getattr(trainer.logger, "version", None), int)
-                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and fitting:
-                    ckpt.dirpath = str(checkpoints / f"version_{trainer.logger.version}")
+                run_version = getattr(trainer.logger, "version", None)  # an evaluation's: its training's version
+                run_version = trained if isinstance(run_version, str) else run_version
+                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and run_version is not None:
+                    ckpt.dirpath = str(checkpoints / f"version_{run_version}")
             if self.subcommand in ("fit", None):
                 fast.check(trainer, self.model, self.datamodule)
                 if fast.enabled(trainer, self.datamodule):
