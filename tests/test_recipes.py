@@ -116,3 +116,11 @@ def test_coslog4_schedule_restarts_four_times_and_keeps_the_group_factors(data_e
         assert all(math.isclose(lr, b * factor, abs_tol=1e-9) for lr, b in zip(lrs, base, strict=True))
     zeros = [s for s in (16, 48, 112) if recorder.lrs[s][0] < 1e-9]  # t = 1/15, 3/15, 7/15: the restarts
     assert zeros == [16, 48, 112] and max(r[0] for r in recorder.lrs) > 0.99 * base[0]
+
+
+def test_the_default_optimiser_is_named_in_the_hparams_and_its_lr_can_be_set() -> None:
+    model = GenreClassifier(6, 3)  # from Python, without an optimiser: Adam at torch's default lr
+    assert model.hparams.optimizer["class_path"].endswith(".Adam") and model.lr == 1e-3
+    model.lr = 0.02  # as LearningRateFinder sets it
+    assert model.hparams.optimizer["init_args"]["lr"] == 0.02
+    assert model.configure_optimizers().param_groups[0]["lr"] == 0.02

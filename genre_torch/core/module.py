@@ -67,6 +67,7 @@ class GenreClassifier(pl.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        self.hparams["optimizer"] = optimizer = optimizer or torch.optim.Adam  # the checkpoint names the default too
         for name in (*COMPONENTS, "optimizer", "lr_scheduler"):  # plain {class_path, init_args} in checkpoints
             self.hparams[name] = to_config(self.hparams[name])
         self.hparams["metrics"] = {k: to_config(v) for k, v in (metrics or {}).items()} or None
@@ -76,7 +77,7 @@ class GenreClassifier(pl.LightningModule):
         self.backbone = make(num_features, num_classes, **({"n_numeric": num_numeric} if fill else {}))
         self.criterion = to_factory(criterion, Criterion)(num_classes)
         self.batch_transform = to_factory(batch_transform, BatchTransform)(num_classes) if batch_transform else None
-        self.make_optimizer = to_factory(optimizer or torch.optim.Adam, torch.optim.Optimizer)
+        self.make_optimizer = to_factory(optimizer, torch.optim.Optimizer)
         self.make_lr_scheduler = to_factory(lr_scheduler, SCHEDULERS) if lr_scheduler is not None else None
         _probe(self.make_optimizer, self.make_lr_scheduler)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
