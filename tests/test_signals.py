@@ -136,7 +136,10 @@ def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path
     slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "genre", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0"}
     slurm |= {"SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
     env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT]
+    # Lightning's requeue handler closes the loggers from inside the signal handler: a signal that lands while the
+    # main thread is writing a TensorBoard event deadlocks on the writer's lock. Small batches make the epochs long
+    # beside their one write, so the signal lands in a training step (where SLURM's would), not in that write.
+    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT, "--data.batch_size", "4"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(Path("checkpoints/music_genre/version_0/last.ckpt").is_file, proc)
