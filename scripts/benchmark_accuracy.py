@@ -23,9 +23,10 @@ grids (CI smoke test; its numbers mean nothing). --jobs N runs N tasks at a time
 --out_dir DIR keeps each finished task's result (and a network's checkpoints) in DIR as it ends: the same command
 again with the same DIR runs only the tasks without one, so a long benchmark can be stopped and resumed (a result
 is reused only when its config, data file and the package's code are unchanged; the table then gives the dates
-its results come from). Without it, a temporary folder is used and deleted. --readme FILE writes the canonical
-split's rows, with the command and date, between the lines <!-- benchmark_accuracy:begin --> and
-<!-- benchmark_accuracy:end --> of FILE (the README's results table is generated this way).
+its results come from). Without it, a temporary folder is used and deleted. --readme FILE writes a row per model
+and a column per split (song-grouped first), with the command and date, between the lines
+<!-- benchmark_accuracy:begin --> and <!-- benchmark_accuracy:end --> of FILE
+(the README's results table is generated this way).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from genre_torch.tools.benchmark import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = ("canonical", "song", "artist")
+SPLITS = ("song", "artist", "canonical")
 MARKERS = ("<!-- benchmark_accuracy:begin -->", "<!-- benchmark_accuracy:end -->")
 
 
@@ -78,12 +79,21 @@ def with_block(text: str, block: str) -> str:
 
 
 def readme_table(rows: list[list[str]], head: str) -> str:
-    """The canonical split's rows for the README: model, test accuracy, twin-free rows, per seed."""
-    lines = [head, "", "| dataset | features | model | test accuracy % | twin-free test rows % | per seed |"]
-    lines.append("|---|---|---|---|---|---|")
-    for dataset, features, split, model, acc, _, free, _, seeds, _ in rows:
+    """The README's table: a row per model, a column per split (song-grouped first, then artist-grouped, then the
+    canonical split and its twin-free rows), each cell the mean ± std over seeds."""
+    splits = [s for s in ("song", "artist", "canonical") if any(r[2] == s for r in rows)]
+    titles = {"song": "song-grouped split %", "artist": "artist-grouped split %", "canonical": "canonical split %"}
+    columns = [titles[s] for s in splits] + (["canonical, twin-free rows %"] if "canonical" in splits else [])
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for dataset, features, split, model, acc, _, free, *_ in rows:
+        row = cells.setdefault((dataset, features, model), {})
+        row[titles[split]] = acc
         if split == "canonical":
-            lines.append(f"| {dataset} | {features} | {model} | {acc} | {free.rsplit(' (', 1)[0]} | {seeds} |")
+            row["canonical, twin-free rows %"] = free.rsplit(" (", 1)[0]
+    lines = [head, "", "| dataset | features | model | " + " | ".join(columns) + " |"]
+    lines.append("|---" * (3 + len(columns)) + "|")
+    for (dataset, features, model), row in cells.items():
+        lines.append(f"| {dataset} | {features} | {model} | " + " | ".join(row.get(c, "-") for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -109,7 +119,7 @@ def main() -> None:
     parser.add_argument("--blend", action="store_true", help="add the equal-weight blend of the models (not hgb)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run at a time (worker processes)")
     parser.add_argument("--out_dir", type=Path, help="keep each task's result here; run again to resume")
-    parser.add_argument("--readme", type=Path, help="write the canonical rows between the markers of this file")
+    parser.add_argument("--readme", type=Path, help="write a model x split table between the markers of this file")
     parser.add_argument("--quick", action="store_true", help="3,000-row sample, 2 epochs, tiny grids (CI)")
     args = parser.parse_args()
     if args.readme:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import signal
@@ -201,7 +202,8 @@ def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> N
     assert lines[:2] == ["# title", "<!-- benchmark_accuracy:begin -->"] and lines[-2:] == [MARKER_END, "end"]
     assert "old table" not in lines and "--seeds 0 1" in lines[2]
     assert re.search(r", commit [0-9a-f]{7}(\+dirty)?, data music_genre_quick.csv sha256 [0-9a-f]{12}\)", lines[2])
-    assert lines[-3].endswith(f"| {', '.join(per_seed(more))} |")
+    row = more.stdout.strip().splitlines()[-1].split(" | ")  # canonical: test accuracy, then twin-free rows
+    assert lines[-3].endswith(f"| {row[4]} | {row[6].rsplit(' (', 1)[0]} |")
     config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.003"))
     changed = bench("0")  # another config: its result is not the kept one
     assert changed.stderr.count("RESULT ") == 1 and "kept:" not in changed.stderr
@@ -215,3 +217,25 @@ def test_benchmark_refuses_a_readme_without_its_markers_before_training(tmp_path
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--readme README.md: it needs the lines <!-- benchmark" in done.stderr
     assert (tmp_path / "README.md").read_text() == "# no markers\n" and not done.stdout
+
+
+def test_readme_table_leads_with_the_song_grouped_split() -> None:
+    spec = importlib.util.spec_from_file_location("benchmark_accuracy", ROOT / "scripts" / "benchmark_accuracy.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def row(split: str, model: str, acc: str) -> list[str]:
+        return ["music_genre", "audio", split, model, acc, "- (0)", f"{acc}9 (100)", "f1", "1, 2", "3"]
+
+    rows = [row("canonical", "mlp", "1.00 ± 0.10"), row("song", "mlp", "2.00 ± 0.20"), row("artist", "mlp", "3.00")]
+    rows += [row("song", "catboost", "4.00 ± 0.40")]  # a model run on one split only
+    lines = script.readme_table(rows, "`command` (date)").splitlines()
+    assert lines[0] == "`command` (date)" and lines[1] == ""
+    assert lines[2] == ("| dataset | features | model | song-grouped split % | artist-grouped split % "
+                        "| canonical split % | canonical, twin-free rows % |")  # fmt: skip
+    assert lines[3] == "|---|---|---|---|---|---|---|"
+    assert lines[4] == "| music_genre | audio | mlp | 2.00 ± 0.20 | 3.00 | 1.00 ± 0.10 | 1.00 ± 0.109 |"
+    assert lines[5] == "| music_genre | audio | catboost | 4.00 ± 0.40 | - | - | - |"
+    assert script.readme_table(rows[1:2], "h").splitlines()[2:] == [
+        "| dataset | features | model | song-grouped split % |", "|---|---|---|---|",
+        "| music_genre | audio | mlp | 2.00 ± 0.20 |"]  # fmt: skip
