@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,14 @@ def test_every_backbone_trains_as_a_packed_ensemble(name: str) -> None:
         loss, _ = model.training_loss(x, y)
         own = [torch.nn.functional.cross_entropy(m, y) for m in model.backbone.forward_members(x).unbind(1)]
         assert float(loss) == pytest.approx(float(torch.stack(own).mean()), rel=1e-5)
-        assert torch.allclose(model.backbone.unpack()(x), model(x), atol=1e-5)  # what export traces
+        unpacked = model.backbone.unpack()  # what export traces: the same function as plain modules in a loop
+        assert torch.allclose(unpacked(x), model(x), atol=1e-5)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(unpacked, (x,), buffer, input_names=["x"], opset_version=17, dynamo=False)
+    onnx = ort.InferenceSession(buffer.getvalue()).run(None, {"x": x.numpy()})[0]
+    assert np.abs(onnx - model(x).detach().numpy()).max() <= 1e-5
 
 
 def test_size_one_is_the_backbone_alone_with_the_same_numbers() -> None:
@@ -154,6 +163,10 @@ def test_checkpoint_test_predict_export_round_trip(data_env: Path, capsys: pytes
     contract = json.loads(Path("m.json").read_text())
     onnx = ort.InferenceSession("m.onnx").run(["probabilities"], {"features": raw_matrix(clean, contract)})[0]
     assert np.abs(onnx[ok] - proba.to_numpy()[ok]).max() <= 1e-5
+    main(["export", "--ckpt_path", best, "--format", "torchscript", "--output", "m.pt"])
+    with torch.no_grad():
+        scripted = torch.jit.load("m.pt")(torch.from_numpy(raw_matrix(clean, contract))).numpy()
+    assert np.abs(scripted[ok] - proba.to_numpy()[ok]).max() <= 1e-5
     capsys.readouterr()
 
 
