@@ -88,6 +88,10 @@ def test_every_backbone_trains_as_a_packed_ensemble(name: str) -> None:
         loss, _ = model.training_loss(x, y)
         own = [torch.nn.functional.cross_entropy(m, y) for m in model.backbone.forward_members(x).unbind(1)]
         assert float(loss) == pytest.approx(float(torch.stack(own).mean()), rel=1e-5)
+        if hasattr(nets[0], "embed"):  # the projector's representation: the members' side by side
+            assert torch.allclose(model.backbone.embed(x), torch.cat([net.embed(x) for net in nets], 1), atol=1e-5)
+        else:
+            assert not hasattr(model.backbone, "embed")
         unpacked = model.backbone.unpack()  # what export traces: the same function as plain modules in a loop
         assert torch.allclose(unpacked(x), model(x), atol=1e-5)
     buffer = io.BytesIO()

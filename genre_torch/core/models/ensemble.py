@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -40,7 +40,8 @@ def build_backbone(
     extra = {"n_numeric": n_numeric} if n_numeric is not None else {}
     if ensemble_size == 1:
         return make(num_features, num_classes, **extra)
-    return PackedEnsemble(lambda: make(num_features, num_classes, **extra), ensemble_size)
+    members = [make(num_features, num_classes, **extra) for _ in range(ensemble_size)]  # each its own initialisation
+    return (EmbeddingPackedEnsemble if hasattr(members[0], "embed") else PackedEnsemble)(members)
 
 
 class PackedEnsemble(nn.Module):
@@ -58,11 +59,10 @@ class PackedEnsemble(nn.Module):
     parameters.
     """
 
-    def __init__(self, make: Callable[[], nn.Module], size: int) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        """Pack independently initialised members of one architecture (their weights are copied, stacked)."""
         super().__init__()
-        check_size(size)
-        members = [make() for _ in range(size)]  # each with its own draw of the initialisation
-        self.size = size
+        self.size = check_size(len(members))
         self.inner = hasattr(members[0], "forward_members")
         names = {id(p): n for n, p in members[0].named_parameters()}
         groups = members[0].parameter_groups() if hasattr(members[0], "parameter_groups") else None
@@ -102,35 +102,38 @@ class PackedEnsemble(nn.Module):
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         return dict(self.stacked.named_parameters()), dict(self.stacked.named_buffers())
 
-    def _loop(self, x: torch.Tensor) -> torch.Tensor:
+    def _loop(self, x: torch.Tensor, embed: bool = False) -> torch.Tensor:
         params, buffers = self._state()
         outs = []
         for i, shell in enumerate(self._shells):
             state = {f"net.{n}": t[i] for n, t in (params | buffers).items()}
-            outs.append(functional_call(shell, state, (x,), strict=True))
+            outs.append(functional_call(shell, state, (x,), {"embed": embed}, strict=True))
         return torch.stack(outs, dim=1)
 
     def forward_members(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every member: (batch, K, classes), or (batch, K * k, classes) for members that are ensembles."""
-        if self._failures >= LOOP_AFTER:
-            out = self._loop(x)
-        else:
-            out = None
-            try:
-                out = self._vmap(x)
-                self._failures = 0
-            except RuntimeError:  # data-dependent control flow in the backbone: a loop over the members instead
-                self._failures += 1
-            out = self._loop(x) if out is None else out
+        out = self._run(x)
         return out.flatten(1, 2) if self.inner else out
 
-    def _vmap(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, embed: bool = False) -> torch.Tensor:
+        """Every member's output, (batch, K, ...): under vmap, or in a loop where vmap cannot run the backbone."""
+        if self._failures >= LOOP_AFTER:
+            return self._loop(x, embed)
+        try:
+            out = self._vmap(x, embed)
+        except RuntimeError:  # data-dependent control flow in the backbone: a loop over the members instead
+            self._failures += 1
+            return self._loop(x, embed)
+        self._failures = 0
+        return out
+
+    def _vmap(self, x: torch.Tensor, embed: bool = False) -> torch.Tensor:
         shell = self._shells[0]
         params, buffers = self._state()
         state = {f"net.{n}": t for n, t in (params | buffers).items()}
 
         def one(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-            return functional_call(shell, state, (x,), strict=True)
+            return functional_call(shell, state, (x,), {"embed": embed}, strict=True)
 
         out = vmap(one, in_dims=(0, None), randomness="different")(state, x)
         return out.movedim(0, 1)
@@ -149,6 +152,14 @@ class PackedEnsemble(nn.Module):
             net.load_state_dict({n: t[i].detach().clone() for n, t in (params | buffers).items()})
             members.append(net)
         return UnpackedEnsemble(members, self.inner).train(self.training)
+
+
+class EmbeddingPackedEnsemble(PackedEnsemble):
+    """A packed ensemble of a backbone with `embed`: the members' representations side by side."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's embed(x), concatenated: (batch, K * d)."""
+        return self._run(x, embed=True).flatten(1)
 
 
 class UnpackedEnsemble(nn.Module):
@@ -180,8 +191,10 @@ class _Members(nn.Module):
         super().__init__()
         self.net, self.inner = net, inner
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, classes), or (batch, k, classes) for an inner ensemble."""
+    def forward(self, x: torch.Tensor, embed: bool = False) -> torch.Tensor:
+        """(batch, classes), (batch, k, classes) for an inner ensemble, or the member's embed(x)."""
+        if embed:
+            return self.net.embed(x)
         return self.net.forward_members(x) if self.inner else self.net(x)
 
 
