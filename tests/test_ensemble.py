@@ -120,6 +120,18 @@ def test_size_one_is_the_backbone_alone_with_the_same_numbers() -> None:
     assert torch.equal(out, out_one) and type(GenreClassifier(7, 3, ensemble_size=1).backbone).__name__ == "MLP"
 
 
+def test_size_one_from_the_command_line_trains_exactly_as_before(data_env: Path) -> None:
+    runs = []
+    for extra in [[], ["--model.ensemble_size", "1"]]:
+        dirs = ["--runs_dir", f"runs{len(extra)}", "--checkpoints_dir", f"ckpt{len(extra)}"]
+        cli = run_cli([*FIT, "--trainer.max_epochs", "2", *dirs, *extra])
+        runs.append((cli.trainer.callback_metrics, torch.load(cli.trainer.checkpoint_callback.best_model_path)))
+    (metrics, ckpt), (metrics_one, ckpt_one) = runs
+    assert {k: float(v) for k, v in metrics.items()} == {k: float(v) for k, v in metrics_one.items()}
+    assert list(ckpt["state_dict"]) == list(ckpt_one["state_dict"])
+    assert all(torch.equal(v, ckpt_one["state_dict"][k]) for k, v in ckpt["state_dict"].items())
+
+
 def test_the_backbones_parameter_groups_apply_to_every_member(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "docs" / "examples"))
     backbone = {"class_path": "head_lr_mlp.HeadLRMLP", "init_args": {"width": 8}}
