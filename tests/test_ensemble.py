@@ -186,12 +186,13 @@ def test_checkpoint_test_predict_export_round_trip(data_env: Path, capsys: pytes
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("size", ["0", "-1"])
+@pytest.mark.parametrize("size", ["0", "-1", "two"])
 def test_a_bad_size_is_one_line(data_env: Path, capsys: pytest.CaptureFixture[str], size: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*FIT, "--trainer.max_epochs", "1", "--model.ensemble_size", size])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_info.value.code == 2 and err.startswith("genre-torch: error: ") and "ensemble_size" in err
+    assert "unknown option" not in err  # a known setting with a bad value
     assert not Path("checkpoints").exists()
 
 
