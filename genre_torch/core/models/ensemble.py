@@ -60,7 +60,8 @@ class PackedEnsemble(nn.Module):
     """
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
-        """Pack independently initialised members of one architecture (their weights are copied, stacked)."""
+        """Pack independently initialised members of one architecture: their weights are stacked, and the members
+        themselves are kept without weights (moved to the meta device) for their structure and Python state."""
         super().__init__()
         self.size = check_size(len(members))
         self.inner = hasattr(members[0], "forward_members")
