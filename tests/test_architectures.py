@@ -19,6 +19,14 @@ def test_plr_embeds_only_the_leading_numeric_columns() -> None:
     assert net.input(x).shape == (3, 12) and torch.equal(net.input(x)[:, 8:], x[:, 2:])
 
 
+def test_plr_frequencies_are_a_normal_truncated_at_three_sigma() -> None:
+    torch.manual_seed(0)
+    sigma = 0.5
+    frequencies = models.build("PLRMLP", 40, 3, n_frequencies=500, sigma=sigma, hidden_dims=[4]).input.embed.frequencies
+    assert float(frequencies.abs().max()) <= 3 * sigma  # 20000 plain normal draws would pass 3 sigma about 54 times
+    assert abs(float(frequencies.std()) - sigma * 0.9866) < 0.01  # the truncated normal's standard deviation
+
+
 def test_resmlp_depth_and_embed() -> None:
     net = models.build("ResMLP", 5, 4, width=16, depth=2, norm="layer", dropout=0.0)
     assert len(net.blocks) == 2 and net.embed(torch.randn(2, 5)).shape == (2, 16)

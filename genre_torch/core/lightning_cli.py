@@ -64,7 +64,10 @@ class OneLineParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> Any:
         text = " ".join(str(message).split())
         unknown = re.search(r"^Parser key \"(\w+)\": Does not validate .* Given value: NestedArg\(key='([^']+)'", text)
-        if unknown:  # a subclass-typed group (--model): jsonargparse lists every subtype it tried
+        typed = re.search(r"Errors: - Parser key \"([\w.]+)\": (Expected a .*?\. Got value: \S+)", text)
+        if unknown and typed:  # a known option of a subclass-typed group (--model) with a value of the wrong type
+            text = f'Parser key "{unknown[1]}.{typed[1]}": {typed[2]}'
+        elif unknown:  # a subclass-typed group (--model): jsonargparse lists every subtype it tried
             text = f"unknown option --{unknown[1]}.{unknown[2]}"
         prog = self.prog.replace(" [options]", "")
         raise CLIError(f"{text} (see `{prog} --help`)") from None

@@ -18,6 +18,7 @@ from genre_torch.core.components import bound_arguments, to_config, to_factory
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.losses import Criterion, CrossEntropy
 from genre_torch.core.models import Backbone
+from genre_torch.core.models.ensemble import build_backbone
 from genre_torch.core.models.mlp import MLP
 from genre_torch.core.transforms import BatchTransform
 
@@ -40,6 +41,7 @@ class GenreClassifier(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         metrics: dict[str, Callable[[int], Metric]] | None = None,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
+        ensemble_size: int = 1,
     ) -> None:
         """
         Args:
@@ -64,6 +66,10 @@ class GenreClassifier(pl.LightningModule):
                 num_classes is passed as their first argument. Any of them can be --early_stopping.monitor.
             compile: torch.compile the backbone in place (checkpoints keep their keys): true, or a mode such as
                 reduce-overhead (CUDA graphs on a GPU). The first steps compile.
+            ensemble_size: K > 1 trains K independently initialised copies of the backbone as one packed ensemble
+                (genre_torch.core.models.ensemble): stacked weights, one forward pass, one optimiser, one checkpoint;
+                the training loss is the mean of the members' losses, predictions the mean of their probabilities.
+                1: the backbone alone.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -74,7 +80,7 @@ class GenreClassifier(pl.LightningModule):
         _check_settings(num_features, num_classes)
         make = to_factory(backbone, Backbone)
         fill = "n_numeric" in _parameters(make) and bound_arguments(make).get("n_numeric") is None
-        self.backbone = make(num_features, num_classes, **({"n_numeric": num_numeric} if fill else {}))
+        self.backbone = build_backbone(make, num_features, num_classes, num_numeric if fill else None, ensemble_size)
         self.criterion = to_factory(criterion, Criterion)(num_classes)
         self.batch_transform = to_factory(batch_transform, BatchTransform)(num_classes) if batch_transform else None
         self.make_optimizer = to_factory(optimizer, torch.optim.Optimizer)

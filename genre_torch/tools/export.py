@@ -25,6 +25,7 @@ from genre_torch.core.checkpoint_io import atomic_path
 from genre_torch.core.checkpoints import data_state
 from genre_torch.core.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.models.ensemble import PackedEnsemble
 from genre_torch.tools import parsers
 from genre_torch.tools.common import check_output
 from genre_torch.tools.predict import load_backbone, load_checkpoint
@@ -107,7 +108,10 @@ def export(ckpt_path: str | os.PathLike, fmt: str, output: str | os.PathLike) ->
     check_output(output, [ckpt_path])
     check_output(sidecar, [ckpt_path])
     ckpt = load_checkpoint(ckpt_path)
-    wrapper = ExportedModel(load_backbone(ckpt), data_state(ckpt)["preprocessor"]).eval()
+    backbone = load_backbone(ckpt)
+    if isinstance(backbone, PackedEnsemble):  # the tracers cannot record vmap / functional_call: a loop of members
+        backbone = backbone.unpack()
+    wrapper = ExportedModel(backbone, data_state(ckpt)["preprocessor"]).eval()
     contract = describe(ckpt)
     example = torch.zeros(2, len(contract["columns"]))
     text = json.dumps(contract, indent=2)

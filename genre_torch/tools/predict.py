@@ -30,6 +30,7 @@ from genre_torch.core.components import bound_arguments, to_factory
 from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state, warn_problems
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models import Backbone
+from genre_torch.core.models.ensemble import build_backbone
 from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.core.provenance import check_against
 from genre_torch.tools import parsers
@@ -42,7 +43,7 @@ DEFAULT_BACKBONE = "genre_torch.core.models.mlp.MLP"  # GenreClassifier's defaul
 # GenreClassifier's arguments: a checkpoint with others comes from another version, whose model may score
 # differently (the predict tests train with today's GenreClassifier, so a new argument missing here fails them)
 MODEL_SETTINGS = {"num_features", "num_classes", "num_numeric", "backbone", "criterion", "batch_transform"}
-MODEL_SETTINGS |= {"optimizer", "lr_scheduler", "metrics", "compile"}
+MODEL_SETTINGS |= {"optimizer", "lr_scheduler", "metrics", "compile", "ensemble_size"}
 
 
 class Predictor:
@@ -189,8 +190,9 @@ def load_backbone(ckpt: dict[str, Any]) -> nn.Module:
             raise TypeError(f"unknown model setting(s) {', '.join(unknown)}")
         make = to_factory(args.get("backbone") or {"class_path": DEFAULT_BACKBONE}, Backbone)
         fill = "n_numeric" in _parameters(make) and bound_arguments(make).get("n_numeric") is None
-        extra = {"n_numeric": args.get("num_numeric")} if fill else {}
-        backbone = make(args["num_features"], args["num_classes"], **extra)
+        n_numeric = args.get("num_numeric") if fill else None
+        size = args.get("ensemble_size") or 1
+        backbone = build_backbone(make, args["num_features"], args["num_classes"], n_numeric, size)
         prefix = "backbone."
         weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         backbone.load_state_dict(weights)

@@ -12,7 +12,9 @@ from genre_torch.core.models import Backbone, layers
 
 
 class PeriodicEmbeddings(nn.Module):
-    """Per numeric feature x_i: ReLU(Linear_i([cos(2 pi w_i x_i), sin(2 pi w_i x_i)])), w_i ~ N(0, sigma) trained.
+    """Per numeric feature x_i: ReLU(Linear_i([cos(2 pi w_i x_i), sin(2 pi w_i x_i)])), w_i trained.
+
+    The frequencies start from N(0, sigma^2) truncated to [-3 sigma, 3 sigma], as in the authors' rtdl-num-embeddings.
 
     `lite` shares the linear layer across features (the "PLR(lite)" variant). Output: (batch, n, d_embedding).
     """
@@ -22,7 +24,9 @@ class PeriodicEmbeddings(nn.Module):
     ) -> None:
         super().__init__()
         layers.check_widths("n_frequencies and d_embedding", [n_frequencies, d_embedding])
-        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * layers.check_positive("sigma", sigma))
+        sigma = layers.check_positive("sigma", sigma)
+        self.frequencies = nn.Parameter(torch.empty(n_features, n_frequencies))
+        nn.init.trunc_normal_(self.frequencies, 0.0, sigma, a=-3 * sigma, b=3 * sigma)
         n_linear = 1 if lite else n_features
         bound = 1 / math.sqrt(2 * n_frequencies)
         self.weight = nn.Parameter(torch.empty(n_linear, 2 * n_frequencies, d_embedding).uniform_(-bound, bound))
@@ -57,7 +61,7 @@ class PLRMLP(Backbone):
         num_classes: Number of genres (from the data).
         n_numeric: How many leading input columns are numeric (None: from the data).
         n_frequencies: Frequencies per numeric feature.
-        sigma: Standard deviation of the initial frequencies.
+        sigma: Standard deviation of the initial frequencies (a normal truncated at 3 sigma).
         d_embedding: Embedding width per numeric feature.
         lite: Share the embedding's linear layer across features (PLR(lite)).
         hidden_dims: Width of each hidden layer of the MLP.
