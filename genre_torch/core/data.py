@@ -236,7 +236,10 @@ class GenreDataModule(pl.LightningDataModule):
         if self.tensors or self.prepared is not None:
             return self
         if is_prepared(self.path):
-            return load_prepared(self)
+            loaded = load_prepared(self.path, self.spec.name, self.hparams, self.stream)
+            self.prepared, self.splits, self.tensors = loaded
+            self.preprocessor = self.prepared.preprocessor
+            return self
         path = find_data_file(self.spec, self.path)
         key = self._cache_key(path)
         if key in LOADED:  # the same file and settings earlier in this process (the trials of a search)
@@ -341,7 +344,14 @@ class GenreDataModule(pl.LightningDataModule):
         else:
             x, y = self.tensors["train"]
             batches = TensorBatches(x, y, self.batch_size, True, self.shuffle_seed, rank, world)
-        return BatchGroups(batches, self.batches_per_step) if self.batches_per_step > 1 else batches
+        if self.batches_per_step == 1:
+            return batches
+        if self.trainer is not None and self.trainer.lightning_module.automatic_optimization:
+            raise GenreTorchError(
+                "--data.batches_per_step > 1 groups batches for the fast path: train with its callback, "
+                "Trainer(callbacks=[genre_torch.core.fast.FastPath()]) (GenreCLI adds it), or pass batches_per_step=1"
+            )
+        return BatchGroups(batches, self.batches_per_step)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """In-memory batches are already on the device (setup); only streamed ones are moved."""

@@ -235,11 +235,10 @@ class GenreCLI(LightningCLI):
                 run_version = trained if isinstance(run_version, str) else run_version
                 if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and run_version is not None:
                     ckpt.dirpath = str(checkpoints / f"version_{run_version}")
-            if self.subcommand in ("fit", None):
-                fast.check(trainer, self.model, self.datamodule)
-                if fast.enabled(trainer, self.datamodule):
-                    raw = self.config[self.subcommand] if self.subcommand else self.config
-                    _check_fast_checkpoint(raw.get("checkpoint") or {})
+            group = getattr(self.datamodule, "batches_per_step", 1)
+            if self.subcommand in ("fit", None) and group > 1:  # the opt-in fast path: its callback, its checks
+                raw = self.config[self.subcommand] if self.subcommand else self.config
+                fast.install(trainer, self.model, group, raw.get("checkpoint") or {})
         except GenreTorchError:
             raise
         except (MisconfigurationException, ValueError) as e:  # the Trainer's own checks of its options
@@ -481,13 +480,4 @@ def _check_accelerator(trainer: dict[str, Any]) -> None:
         raise GenreTorchError(
             f"--trainer.accelerator {accelerator}: no CUDA GPU is visible on this machine; "
             "use --trainer.accelerator auto (or cpu), e.g. drop configs/presets/gpu.yaml"
-        )
-
-
-def _check_fast_checkpoint(checkpoint: dict[str, Any]) -> None:
-    """The fast path counts training_step calls: step- or time-based checkpointing cannot be honoured."""
-    if checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval"):
-        raise GenreTorchError(
-            "--data.batches_per_step > 1 (the fast path) cannot honour --checkpoint.every_n_train_steps or "
-            "train_time_interval (they count training_step calls); use --data.batches_per_step 1"
         )
