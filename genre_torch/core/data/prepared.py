@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.streaming import ParquetBatches, table_arrays
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.streaming import ParquetBatches, table_arrays
 
 STATE_FILE = "preprocessing.json"
 SPLITS = ("train", "val", "test")

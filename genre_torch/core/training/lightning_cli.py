@@ -31,15 +31,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from genre_torch.core import fast, signals
-from genre_torch.core.atomic_io import AtomicCheckpointIO
-from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
-from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.latest import LatestCheckpoint
-from genre_torch.core.provenance import check_against, data_file
-from genre_torch.core.provenance_callback import Provenance
-from genre_torch.core.runs import claim_evaluation, claim_version, discard, resumed_version
+from genre_torch.core.training import fast, signals
+from genre_torch.core.training.atomic_io import AtomicCheckpointIO
+from genre_torch.core.training.checkpoints import check_checkpoint, checkpoint_data
+from genre_torch.core.training.console import EpochLine
+from genre_torch.core.training.latest import LatestCheckpoint
+from genre_torch.core.training.provenance import check_against, data_file
+from genre_torch.core.training.provenance_callback import Provenance
+from genre_torch.core.training.runs import claim_evaluation, claim_version, discard, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -419,9 +419,9 @@ def _check_monitors(trainer: Trainer, run: ModelCheckpoint | None) -> None:
             )
 
 
-# What a fit does with Lightning callbacks it cannot simply run, keyed on their classes (the fast path's own limits:
-# core/fast.py). REFUSE and NO_RESUME are one-line errors at startup; TRAINING_ONLY callbacks are taken off before
-# the final validation and test of the best checkpoint (see after_fit).
+# What a fit does with Lightning callbacks it cannot simply run, keyed on their classes (the fast path's own
+# limits: training/fast.py). REFUSE and NO_RESUME are one-line errors at startup; TRAINING_ONLY callbacks are taken
+# off before the final validation and test of the best checkpoint (see after_fit).
 REFUSE, NO_RESUME, TRAINING_ONLY = "refuse", "refuse on resume", "training only"
 CALLBACK_POLICIES: dict[type, tuple[frozenset[str], str]] = {
     ModelPruning: (

@@ -12,14 +12,15 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from genre_torch.core import models, schedules
-from genre_torch.core.checkpoint_io import nonfinite_tensor
+from genre_torch.core import models
 from genre_torch.core.components import bound_arguments, to_config, to_factory
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.losses import Criterion, CrossEntropy
 from genre_torch.core.models import Backbone
 from genre_torch.core.models.mlp import MLP
-from genre_torch.core.transforms import BatchTransform
+from genre_torch.core.training import schedules
+from genre_torch.core.training.checkpoint_io import nonfinite_tensor
+from genre_torch.core.training.losses import Criterion, CrossEntropy
+from genre_torch.core.training.transforms import BatchTransform
 
 COMPONENTS = {"backbone": Backbone, "criterion": Criterion, "batch_transform": BatchTransform}
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -55,7 +56,7 @@ class GenreClassifier(pl.LightningModule):
                 applied to the backbone's parameter groups (a group's lr_factor / wd_factor multiply lr / weight_decay).
                 fused=True is passed where the class takes it and the config leaves it unset.
             lr_scheduler: Any torch LR scheduler (`--lr_scheduler StepLR --lr_scheduler.step_size 10`, stepped per
-                epoch) or a per-step schedule over the whole run from genre_torch.core.schedules (OneCycle,
+                epoch) or a per-step schedule over the whole run from genre_torch.core.training.schedules (OneCycle,
                 WarmupCosine, CosLog4: any scheduler taking `total_steps` gets the run's optimiser steps and is
                 stepped per optimiser step). None: a constant learning rate.
             metrics: Extra torchmetrics metrics by name, computed from the validation and test forward passes and
