@@ -421,11 +421,12 @@ def test_fast_path_is_a_callback_and_the_module_has_no_branch_of_it(data_env) ->
     plain = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(GenreTorchError, match="FastPath"):  # grouped batches need the callback
         plain.fit(cli.model, datamodule=cli.datamodule)
-    trainer = pl.Trainer(
-        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[FastPath()]
-    )
-    trainer.fit(cli.model, datamodule=cli.datamodule)  # from Python: the callback beside the datamodule
-    assert trainer.global_step == STEPS
+    for _ in range(2):  # from Python: the callback beside the datamodule; a fitted module fits again
+        trainer = pl.Trainer(
+            max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[FastPath()]
+        )
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+        assert trainer.global_step == STEPS
 
 
 def test_fast_path_refuses_batch_hooks_of_callbacks_and_module_overrides(data_env) -> None:

@@ -49,9 +49,10 @@ class FastPath(Callback):
         k = getattr(trainer.datamodule, "batches_per_step", 1)
         if k <= 1:
             raise GenreTorchError("the FastPath callback needs a datamodule with batches_per_step > 1")
+        vars(pl_module).pop("training_step", None)  # a module fitted on the fast path before: its class's own
         check(trainer, pl_module, k)
         pl_module.automatic_optimization = False
-        pl_module.training_step = functools.partial(training_step, pl_module)  # this instance, this fit only
+        pl_module.training_step = functools.partial(training_step, pl_module)  # this instance only
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Under manual optimisation Lightning leaves schedulers to the module: step the per-epoch ones."""
