@@ -10,12 +10,12 @@ import warnings
 from typing import Any
 
 _EXPORTS = {
-    "DatasetSpec": "genre_torch.core.datasets",
-    "GenreClassifier": "genre_torch.core.module",
-    "GenreDataModule": "genre_torch.core.data",
+    "DatasetSpec": "genre_torch.core.data.datasets",
+    "GenreClassifier": "genre_torch.core.training.module",
+    "GenreDataModule": "genre_torch.core.data.datamodule",
     "GenreTorchError": "genre_torch.core.errors",
     "Predictor": "genre_torch.tools.predict",
-    "Preprocessor": "genre_torch.core.preprocessing",
+    "Preprocessor": "genre_torch.core.data.preprocessing",
     "load_predictor": "genre_torch.tools.predict",
 }
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from genre_torch.core.lightning_cli import GenreCLI
+    from genre_torch.core.training.lightning_cli import GenreCLI
 
 LIGHTNING_SUBCOMMANDS: dict[str, str] = {
     "fit": "train a model on a dataset (early stopping on validation), then test it once",
@@ -66,8 +66,8 @@ def help_text() -> str:
 def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
     """Build and run the LightningCLI (args default to sys.argv; run=False only builds model, data, trainer)."""
     from genre_torch.core.data import GenreDataModule
-    from genre_torch.core.lightning_cli import GenreCLI
-    from genre_torch.core.module import GenreClassifier
+    from genre_torch.core.training.lightning_cli import GenreCLI
+    from genre_torch.core.training.module import GenreClassifier
     from genre_torch.tools.report import TestReport
 
     if QUIET_LOGS:  # after the import: Lightning sets its loggers to INFO when it is imported
@@ -105,8 +105,8 @@ def main(args: list[str] | None = None) -> None:
         print(help_text())
         raise SystemExit(0 if argv else 2)
     quiet_console()
-    from genre_torch.core import signals
     from genre_torch.core.errors import GenreTorchError
+    from genre_torch.core.training import signals
 
     previous = signals.watch()
     try:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from genre_torch.cli import run_cli
-from genre_torch.core import data
+from genre_torch.core.data import datamodule as data
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMERIC = ["danceability", "energy", "loudness", "speechiness", "acousticness", "instrumentalness"]

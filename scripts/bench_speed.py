@@ -43,7 +43,7 @@ import torch
 import yaml
 
 from genre_torch.core.data import DATA_DIR_ENV, find_data_file
-from genre_torch.core.datasets import load_spec
+from genre_torch.core.data.datasets import load_spec
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools.speed import compare, end_to_end, inference
 
@@ -238,9 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{shown}: {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(f"medians of {args.epochs} epochs x {args.rounds} rounds after 1 warm-up epoch per block")
     print("ratio = Lightning / plain loop, training batches of an epoch (wall); CPU ratio = the same in process CPU")
-    print(
-        f"default = Lightning's standard path; fast = --data.batches_per_step {args.group} (genre_torch/core/fast.py)"
-    )
+    print(f"default = Lightning's standard path; fast = --data.batches_per_step {args.group} (core/training/fast.py)")
     print("epoch ratio: whole epochs (validation, checkpoint, logging); ms/step: Lightning CPU overhead per step")
     if not args.gpu_only:
         print_header()

@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 from genre_torch.core.data import find_data_file
-from genre_torch.core.datasets import SPECS, get_spec
-from genre_torch.core.prepared import compare
+from genre_torch.core.data.datasets import SPECS, get_spec
+from genre_torch.core.data.prepared import compare
 from genre_torch.tools.prepare import prepare
 
 

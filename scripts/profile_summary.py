@@ -18,12 +18,12 @@ from pathlib import Path
 
 LIGHTNING = "Lightning's own Python (loop, closure, hook dispatch, logging)"
 RULES = [  # (substring of a frame, category)
-    ("genre_torch/core/losses.py", "forward: model and loss"),
+    ("genre_torch/core/training/losses.py", "forward: model and loss"),
     ("genre_torch/core/models/", "forward: model and loss"),
     ("torch/nn/", "forward: model and loss"),
     ("torch/autograd/", "backward (autograd)"),
     ("torch/optim/", "optimiser (fused Adam, zero_grad)"),
-    ("genre_torch/core/data.py", "batches (index slices of the resident tensors)"),
+    ("genre_torch/core/data/datamodule.py", "batches (index slices of the resident tensors)"),
     ("count (genre_torch", "epoch sums of training loss and accuracy"),
     ("pytorch_lightning/", LIGHTNING),
     ("lightning_fabric/", LIGHTNING),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genre_torch.cli import quiet_console, run_cli
-from genre_torch.core.provenance import code_record, data_file, data_record, describe_code, stamp
+from genre_torch.core.training.provenance import code_record, data_file, data_record, describe_code, stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 

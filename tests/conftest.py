@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from genre_torch.core.data import find_data_file
-from genre_torch.core.datasets import get_spec
+from genre_torch.core.data.datasets import get_spec
 from genre_torch.core.errors import GenreTorchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,9 +134,9 @@ def real_file(name: str) -> Path:
 @pytest.fixture(autouse=True)
 def fresh_data_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without the process's cache of encoded data (tests patch what loading does)."""
-    import genre_torch.core.data
+    import genre_torch.core.data.datamodule
 
-    monkeypatch.setattr(genre_torch.core.data, "LOADED", {})
+    monkeypatch.setattr(genre_torch.core.data.datamodule, "LOADED", {})
 
 
 def unavailable(reason: str) -> NoReturn:

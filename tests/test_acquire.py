@@ -17,7 +17,7 @@ import pytest
 
 from genre_torch.cli import main
 from genre_torch.core.data import find_data_file
-from genre_torch.core.datasets import SPECS
+from genre_torch.core.data.datasets import SPECS
 from tests.conftest import make_music_genre, make_spotify_tracks
 
 pytest.importorskip("requests")  # the [download] extra

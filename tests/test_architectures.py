@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from genre_torch.core import models
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training.module import GenreClassifier
 
 
 def test_plr_embeds_only_the_leading_numeric_columns() -> None:

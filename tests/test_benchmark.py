@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genre_torch.core.provenance import code_record, describe_code
+from genre_torch.core.training.provenance import code_record, describe_code
 from genre_torch.tools import anchors
 from genre_torch.tools.benchmark import blend
 from tests.conftest import real_file

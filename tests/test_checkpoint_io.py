@@ -17,9 +17,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from genre_torch.core.atomic_io import AtomicCheckpointIO
-from genre_torch.core.checkpoint_io import HOST, remove_stale_temps
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training.atomic_io import AtomicCheckpointIO
+from genre_torch.core.training.checkpoint_io import HOST, remove_stale_temps
 from tests.fault_tools import listing, small_fs
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -108,7 +108,7 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path) -> None:
 
 def test_genre_torch_fit_writes_checkpoints_atomically(data_env) -> None:
     from genre_torch.cli import run_cli
-    from genre_torch.core.atomic_io import AtomicCheckpointIO
+    from genre_torch.core.training.atomic_io import AtomicCheckpointIO
 
     config = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
     cli = run_cli(["--config", config, "--trainer.max_epochs", "1"], run=False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genre_torch.core import preprocessing
-from genre_torch.core.datasets import get_spec
-from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.data import preprocessing
+from genre_torch.core.data.datasets import get_spec
+from genre_torch.core.data.preprocessing import Preprocessor
 from tests.conftest import make_spotify_tracks
 
 

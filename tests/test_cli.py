@@ -10,9 +10,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
-from genre_torch.core.checkpoints import data_state
-from genre_torch.core.module import GenreClassifier
-from genre_torch.core.preprocessing import Preprocessor
+from genre_torch.core.compat import data_state
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.training.module import GenreClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from genre_torch.core.data import BatchGroups, GenreDataModule, TensorBatches, find_data_file, read_csv
-from genre_torch.core.datasets import MUSIC_GENRE, SPOTIFY_TRACKS, get_spec
+from genre_torch.core.data.datasets import MUSIC_GENRE, SPOTIFY_TRACKS, get_spec
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.split import split_indices
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.split import split_indices
 from tests.conftest import make_music_genre, make_spotify_tracks
 
 
@@ -36,7 +36,7 @@ def test_spotify_duplicates_dropped_but_cross_genre_repeats_kept() -> None:
 def test_categories_are_canonical_strings() -> None:
     df = MUSIC_GENRE.clean(make_music_genre(n=40)).head(3)
     raw = pd.DataFrame({"key": [1.0, "1", " 2 "], "mode": [0, np.nan, "Major"]})
-    from genre_torch.core.datasets import to_category
+    from genre_torch.core.data.datasets import to_category
 
     assert to_category(raw["key"]).tolist() == ["1", "1", "2"]
     assert to_category(raw["mode"]).tolist()[::2] == ["0", "Major"]
@@ -156,7 +156,7 @@ def test_batch_groups_keep_the_batches_and_their_order() -> None:
 
 
 def test_a_process_reads_and_encodes_the_same_data_once(data_env, monkeypatch) -> None:
-    import genre_torch.core.data as data
+    import genre_torch.core.data.datamodule as data
 
     monkeypatch.setattr(data, "LOADED", {})
     reads = []

@@ -21,7 +21,7 @@ from genre_torch import load_predictor
 from genre_torch.cli import main, run_cli
 from genre_torch.core import models
 from genre_torch.core.models.ensemble import PackedEnsemble
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training.module import GenreClassifier
 from genre_torch.tools.export import raw_matrix
 
 ROOT = Path(__file__).resolve().parents[1]

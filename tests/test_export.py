@@ -12,7 +12,7 @@ import torch
 
 from genre_torch import load_predictor
 from genre_torch.cli import main
-from genre_torch.core.checkpoints import data_state
+from genre_torch.core.compat import data_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools.export import ExportedModel, raw_matrix
 from tests.trained import trained

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from genre_torch.cli import main
-from genre_torch.core.atomic_io import AtomicCheckpointIO
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training.atomic_io import AtomicCheckpointIO
 from genre_torch.tools import prepare
 from genre_torch.tools.predict import ALL_MISSING, NOT_FINITE, Predictor
 from tests.conftest import make_music_genre

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from genre_torch.core.data import read_csv
-from genre_torch.core.datasets import get_spec
+from genre_torch.core.data.datasets import get_spec
 from genre_torch.core.errors import GenreTorchError
 from tests.fault_tools import listing, run
 from tests.trained import trained
@@ -180,7 +180,7 @@ SPECS = (
 def test_the_spec_loader_gives_a_spec_or_one_line(tmp_path_factory, raw, as_file: bool) -> None:
     import yaml
 
-    from genre_torch.core.datasets import DatasetSpec, load_spec
+    from genre_torch.core.data.datasets import DatasetSpec, load_spec
 
     source: object = raw
     if as_file:
@@ -199,7 +199,7 @@ def test_the_spec_loader_gives_a_spec_or_one_line(tmp_path_factory, raw, as_file
 @FUZZ
 @given(text=st.text(max_size=80) | st.sampled_from(["name: [", "{a: 1", "- - -", ":", "name: !!python/none x"]))
 def test_the_spec_loader_on_any_yaml_text(tmp_path_factory, text: str) -> None:
-    from genre_torch.core.datasets import load_spec
+    from genre_torch.core.data.datasets import load_spec
 
     path = tmp_path_factory.mktemp("spec") / "spec.yaml"
     path.write_text(text)

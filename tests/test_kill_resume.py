@@ -27,7 +27,7 @@ class Kill(pl.Callback):  # a per-step hook, so it works on the fast path too
         if trainer.current_epoch == 3 and trainer.global_step == 3 * 7 + 2:  # mid-epoch: 7 steps an epoch
             os.kill(os.getpid(), signal.SIGKILL)
 
-from genre_torch.core.lightning_cli import GenreCLI
+from genre_torch.core.training.lightning_cli import GenreCLI
 original = GenreCLI.instantiate_trainer
 def instantiate_trainer(self, **kwargs):
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]

@@ -1,9 +1,12 @@
-"""The package's shape: no private Lightning API, the core never imports the tools, no import cycles, fast help."""
+"""The package's shape: no private Lightning API, the core never imports the tools, the core's wings import one way,
+no import cycles."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from genre_torch.core.compat import new_path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "genre_torch"
 LIGHTNING = ("pytorch_lightning", "lightning_fabric", "lightning")
@@ -64,6 +67,47 @@ def test_the_core_never_imports_the_tools_or_the_entry_point() -> None:
         if name.startswith("genre_torch.core"):
             bad = {m for m in imports(tree, name) if m.startswith(("genre_torch.tools", "genre_torch.cli"))}
             assert not bad, (name, bad)
+
+
+WINGS = {"data": set(), "models": set(), "training": {"data", "models"}}  # wing: the wings it may import
+
+
+def wing(module: str) -> str | None:
+    """The wing of the core a module (by its current or old path) belongs to; "" for the core's shared leaves."""
+    parts = new_path(module).split(".")
+    if parts[:2] != ["genre_torch", "core"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in WINGS else ""
+
+
+def wing_violations(trees: dict[str, ast.Module]) -> list[str]:
+    """Imports against the wing rule: training -> data and training -> models only; shared leaves import no wing."""
+    found = []
+    for name, tree in trees.items():
+        own = wing(name)
+        if own is None or name == "genre_torch.core":
+            continue
+        for module in sorted(imports(tree, name)):
+            other = wing(module)
+            if other and other != own and other not in WINGS.get(own, set()):
+                found.append(f"{name} imports {module}")
+    return found
+
+
+def test_the_wings_import_training_to_data_and_models_only() -> None:
+    assert not wing_violations(modules())
+
+
+def test_a_wrong_way_import_between_wings_is_found() -> None:
+    bad = {
+        "genre_torch.core.data.split": "from genre_torch.core.training.losses import CrossEntropy",
+        "genre_torch.core.models.mlp": "from genre_torch.core import data",
+        "genre_torch.core.errors": "import genre_torch.core.models.mlp",
+        "genre_torch.core.data.songs": "from genre_torch.core.losses import CrossEntropy",  # an old path, same rule
+        "genre_torch.core.training.module": "from genre_torch.core.data import GenreDataModule",  # allowed
+    }
+    found = wing_violations({name: ast.parse(code) for name, code in bad.items()})
+    assert {line.split()[0] for line in found} == set(list(bad)[:4])
 
 
 def test_no_import_cycles() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training.module import GenreClassifier
 from tests.fault_tools import one_line_error
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -344,9 +346,10 @@ def test_last_checkpoint_is_the_latest_epoch_and_a_resume_keeps_only_the_best(da
 
 def test_fast_path_trains_exactly_like_the_standard_path(data_env) -> None:
     args = ["--model.backbone.dropout", "0.2", "--lr_scheduler", "OneCycle", "--model.batch_transform", "Mixup"]
-    standard = fit_with([], *args)
-    fast = fit_with([], *args, "--data.batches_per_step", "3")
-    assert not fast.model.automatic_optimization and standard.model.automatic_optimization
+    modes = OptimisationMode(), OptimisationMode()
+    standard = fit_with([modes[0]], *args)
+    fast = fit_with([modes[1]], *args, "--data.batches_per_step", "3")
+    assert modes[0].automatic == {True} and modes[1].automatic == {False}
     assert standard.trainer.global_step == fast.trainer.global_step == 2 * STEPS
     for key, value in standard.model.state_dict().items():
         assert torch.allclose(value, fast.model.state_dict()[key], atol=1e-6), key
@@ -398,9 +401,35 @@ def test_lightning_refusals_are_one_line(capfd, data_env, args: list[str], messa
     assert err.strip().splitlines()[-1].startswith("genre-torch: error: ")
 
 
-def test_fast_path_refuses_batch_hooks_of_callbacks_and_module_overrides(data_env) -> None:
-    from genre_torch.core.errors import GenreTorchError
+class OptimisationMode(pl.Callback):
+    """Records whether each training epoch ran with automatic optimisation."""
 
+    def __init__(self) -> None:
+        self.automatic: set[bool] = set()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.automatic.add(pl_module.automatic_optimization)
+
+
+def test_fast_path_is_a_callback_and_the_module_has_no_branch_of_it(data_env) -> None:
+    from genre_torch.core.training.fast import FastPath
+
+    text = inspect.getsource(inspect.getmodule(GenreClassifier))
+    assert "fast" not in text.replace("fast_dev_run", "")
+    cli = run_cli([*FIT[1:], "--data.batches_per_step", "3"], run=False)
+    assert sum(isinstance(c, FastPath) for c in cli.trainer.callbacks) == 1
+    plain = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(GenreTorchError, match="FastPath"):  # grouped batches need the callback
+        plain.fit(cli.model, datamodule=cli.datamodule)
+    for _ in range(2):  # from Python: the callback beside the datamodule; a fitted module fits again
+        trainer = pl.Trainer(
+            max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[FastPath()]
+        )
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+        assert trainer.global_step == STEPS
+
+
+def test_fast_path_refuses_batch_hooks_of_callbacks_and_module_overrides(data_env) -> None:
     with pytest.raises(GenreTorchError, match="cannot honour StepCounter: it overrides on_train_batch_start"):
         fit_with([StepCounter()], "--data.batches_per_step", "4")
     cli = run_cli([*FIT[1:], "--data.batches_per_step", "4"], run=False)

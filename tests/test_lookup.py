@@ -12,7 +12,7 @@ import pytest
 
 import tests.conftest as conftest
 from genre_torch.core.data import find_data_file
-from genre_torch.core.datasets import MUSIC_GENRE
+from genre_torch.core.data.datasets import MUSIC_GENRE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-import genre_torch.core.data as data_module
+import genre_torch.core.data.datamodule as data_module
 from genre_torch.cli import run_cli
-from genre_torch.core.checkpoints import data_state
+from genre_torch.core.compat import data_state
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.encoders import TargetEncoder
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.split import artist_groups
+from genre_torch.core.data.encoders import TargetEncoder
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.split import artist_groups
 from tests.conftest import make_music_genre, make_spotify_tracks
 from tests.test_cli import fit
 
@@ -107,7 +107,7 @@ def test_fit_with_meta_and_early_stopping_on_accuracy(data_env) -> None:
     ckpt = torch.load(callback.best_model_path, weights_only=True)
     pre = Preprocessor.from_state_dict(data_state(ckpt)["preprocessor"])
     raw = make_music_genre().dropna(how="all").head(20)
-    from genre_torch.core.datasets import MUSIC_GENRE
+    from genre_torch.core.data.datasets import MUSIC_GENRE
 
     x = pre.transform(MUSIC_GENRE.clean(raw, training=False))
     assert x.shape == (20, cli.datamodule.num_features) and "artist_name#log_count" in pre.feature_names

@@ -11,7 +11,7 @@ import torch
 
 from genre_torch.core import models
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training.module import GenreClassifier
 
 
 @pytest.mark.parametrize("name", models.names())

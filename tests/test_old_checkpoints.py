@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -64,3 +65,25 @@ def test_info_reads_a_checkpoint_from_before_typed_backbones(old_checkpoint) -> 
     _, old = old_checkpoint
     lines = info.describe(info.read(old))
     assert lines[0].startswith("provenance: not recorded") and "arch mlp, arch_args {" in lines[1]
+
+
+def test_class_paths_from_before_the_core_had_wings_still_load(tmp_path) -> None:
+    from genre_torch.core.compat import MOVED, new_path
+    from genre_torch.core.training.losses import CrossEntropy
+
+    assert new_path("genre_torch.core.losses.CrossEntropy") == "genre_torch.core.training.losses.CrossEntropy"
+    assert new_path("genre_torch.core.datasets.schema.read_yaml") == "genre_torch.core.data.datasets.schema.read_yaml"
+    assert new_path("genre_torch.core.models.realmlp.RealMLP") == "genre_torch.core.models.realmlp.RealMLP"
+    import genre_torch.core.losses as old_losses
+
+    assert old_losses.CrossEntropy is CrossEntropy and all(importlib.import_module(old) for old in MOVED)
+    run = trained("music_genre")
+    ckpt = torch.load(run.ckpt, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["criterion"]["class_path"] == "genre_torch.core.training.losses.CrossEntropy"
+    hp["criterion"]["class_path"] = "genre_torch.core.losses.CrossEntropy"  # as checkpoints stored it before
+    hp["lr_scheduler"] = {"class_path": "genre_torch.core.schedules.CosLog4", "init_args": {}}
+    path = tmp_path / "old_paths.ckpt"
+    torch.save(ckpt, path)
+    rows = pd.read_csv(run.test_rows)
+    assert load_predictor(path).predict(rows).equals(load_predictor(run.ckpt).predict(rows))

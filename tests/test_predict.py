@@ -201,7 +201,7 @@ def test_predict_imports_neither_lightning_nor_the_module(tmp_path) -> None:
         "from genre_torch.cli import main\n"
         f"main({argv!r})\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')))\n"
-        "print('genre_torch.core.module' in sys.modules)\n"
+        "print('genre_torch.core.training.module' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -14,9 +14,9 @@ import torch
 
 from genre_torch.cli import main, run_cli
 from genre_torch.core.data import GenreDataModule
+from genre_torch.core.data.prepared import PreparedData, compare, split_files
+from genre_torch.core.data.streaming import ParquetBatches
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.prepared import PreparedData, compare, split_files
-from genre_torch.core.streaming import ParquetBatches
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--data.batch_size", "64"]
@@ -135,3 +135,15 @@ def test_streams_by_itself_when_memory_is_short(prepared, monkeypatch) -> None:
     assert GenreDataModule("spotify_tracks", path=str(prepared)).load().tensors == {}
     assert GenreDataModule("spotify_tracks", path=str(prepared), stream=False).load().tensors != {}
     assert 0 < PreparedData(prepared).nbytes() < 10**6
+
+
+def test_load_prepared_returns_the_pieces_and_the_datamodule_takes_them(prepared) -> None:
+    from genre_torch.core.data.prepared import load_prepared
+
+    dm = GenreDataModule("spotify_tracks", path=str(prepared), stream=False)
+    data, splits, tensors = load_prepared(prepared, "spotify_tracks", dm.hparams, stream=False)
+    assert isinstance(data, PreparedData) and set(splits) == set(tensors) == {"train", "val", "test"}
+    dm.load()
+    assert dm.preprocessor.classes == data.preprocessor.classes and torch.equal(dm.tensors["val"][0], tensors["val"][0])
+    assert all((dm.splits[s] == splits[s]).all() for s in splits)
+    assert load_prepared(prepared, "spotify_tracks", dm.hparams, stream=True)[2] == {}

@@ -21,8 +21,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genre_torch.cli import main, run_cli
-from genre_torch.core import provenance
-from genre_torch.core.provenance import check_against, collect, compare, file_sha256
+from genre_torch.core.training import provenance
+from genre_torch.core.training.provenance import check_against, collect, compare, file_sha256
 from tests.conftest import make_music_genre
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,10 @@ from torch import nn
 
 from genre_torch import load_predictor
 from genre_torch.cli import main, run_cli
-from genre_torch.core import models, schedules
+from genre_torch.core import models
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training import schedules
+from genre_torch.core.training.module import GenreClassifier
 from genre_torch.tools.export import raw_matrix
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -108,7 +108,7 @@ def test_data_check_and_fit_report_a_column_that_gives_the_genre_away(tmp_path, 
 
 
 def test_target_proxies_are_codes_or_text_not_good_measurements() -> None:
-    from genre_torch.core.datasets.leakage import target_proxies
+    from genre_torch.core.data.datasets.leakage import target_proxies
 
     frame = make_music_genre().dropna(how="all")  # its popularity separates the genres: a feature, no leak
     assert target_proxies(frame, "music_genre") == []

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.datasets import MUSIC_GENRE
+from genre_torch.core.data.datasets import MUSIC_GENRE
+from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
 from genre_torch.tools.export import ExportedModel
 from tests.conftest import make_music_genre
 

@@ -21,7 +21,7 @@ FIT = ["fit", "--config", CONFIG, "--trainer.max_epochs", "500", "--early_stoppi
 SELF_SIGNAL = """
 import os, signal, sys, pytorch_lightning as pl
 from genre_torch import cli
-from genre_torch.core.lightning_cli import GenreCLI
+from genre_torch.core.training.lightning_cli import GenreCLI
 
 hook, signum = sys.argv[1], getattr(signal, sys.argv[2])
 

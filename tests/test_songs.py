@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from genre_torch.core.data import GenreDataModule, read_csv
-from genre_torch.core.datasets import MUSIC_GENRE, SPOTIFY_TRACKS, DataWarning
-from genre_torch.core.songs import audio_keys, has_twin, song_groups
-from genre_torch.core.split import split_indices
+from genre_torch.core.data.datasets import MUSIC_GENRE, SPOTIFY_TRACKS, DataWarning
+from genre_torch.core.data.songs import audio_keys, has_twin, song_groups
+from genre_torch.core.data.split import split_indices
 from tests.conftest import real_file
 
 

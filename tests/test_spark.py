@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_torch.core.datasets import SPECS
-from genre_torch.core.prepared import PreparedData, compare
-from genre_torch.core.split import split_indices
-from genre_torch.core.streaming import table_arrays
+from genre_torch.core.data.datasets import SPECS
+from genre_torch.core.data.prepared import PreparedData, compare
+from genre_torch.core.data.split import split_indices
+from genre_torch.core.data.streaming import table_arrays
 from genre_torch.tools.prepare import prepare
 from tests.conftest import make_music_genre, make_spotify_tracks, unavailable
 
@@ -97,7 +97,7 @@ def test_spark_matches_pandas(tmp_path: Path, name: str) -> None:
 
 
 def test_pandas_mapping_follows_read_csv_types() -> None:
-    from genre_torch.core.datasets import to_category
+    from genre_torch.core.data.datasets import to_category
     from genre_torch.tools.spark_engine import pandas_mapping
 
     assert pandas_mapping(["true", "False"], False, to_category) == {"true": "True", "False": "False"}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genre_torch.core.datasets import (
+from genre_torch.core.data.datasets import (
     MUSIC_GENRE,
     SPECS,
     SPOTIFY_TRACKS,
@@ -28,7 +28,7 @@ AUDIO = ("popularity", "acousticness", "danceability", "duration_ms", "energy", 
 
 
 def test_builtin_specs_are_yaml_files_in_the_package() -> None:
-    folder = resources.files("genre_torch.core.datasets")
+    folder = resources.files("genre_torch.core.data.datasets")
     assert sorted(f.name for f in folder.iterdir() if f.name.endswith(".yaml")) == [
         "music_genre.yaml",
         "spotify_tracks.yaml",
@@ -60,7 +60,10 @@ def test_a_built_wheel_carries_the_spec_files(tmp_path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     [wheel] = tmp_path.glob("genre_torch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"genre_torch/core/datasets/music_genre.yaml", "genre_torch/core/datasets/spotify_tracks.yaml"} <= set(names)
+    assert {
+        "genre_torch/core/data/datasets/music_genre.yaml",
+        "genre_torch/core/data/datasets/spotify_tracks.yaml",
+    } <= set(names)
 
 
 @pytest.mark.parametrize("spec", [MUSIC_GENRE, SPOTIFY_TRACKS], ids=lambda s: s.name)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from genre_torch.cli import main, run_cli
-from genre_torch.core.checkpoints import data_state
-from genre_torch.core.datasets import spec_from_checkpoint_state
+from genre_torch.core.compat import data_state
+from genre_torch.core.data.datasets import spec_from_checkpoint_state
 
 FEATURES = tuple(f"f{i}" for i in range(20))
 SPEC = """\
@@ -105,7 +105,7 @@ def test_predict(in_run: Run, capsys) -> None:
 def test_export(in_run: Run, capsys) -> None:
     ort = pytest.importorskip("onnxruntime")
     from genre_torch import load_predictor
-    from genre_torch.core.datasets import DatasetSpec
+    from genre_torch.core.data.datasets import DatasetSpec
     from genre_torch.tools.export import raw_matrix
 
     main(["export", "--ckpt_path", str(in_run.ckpt), "--format", "onnx", "--output", "synth.onnx"])

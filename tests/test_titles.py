@@ -11,14 +11,14 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-import genre_torch.core.data as data_module
+import genre_torch.core.data.datamodule as data_module
 from genre_torch.cli import main
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.datasets import DatasetSpec
+from genre_torch.core.data.datasets import DatasetSpec
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.songs import has_twin, song_groups
+from genre_torch.core.data.titles import Analyzer, TextEncoder
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.songs import has_twin, song_groups
-from genre_torch.core.titles import Analyzer, TextEncoder
 from tests.conftest import make_music_genre
 from tests.test_cli import fit
 

@@ -24,7 +24,7 @@ optuna = pytest.importorskip("optuna")
 
 from genre_torch.cli import main, run_cli  # noqa: E402
 from genre_torch.core.errors import GenreTorchError  # noqa: E402
-from genre_torch.core.module import GenreClassifier  # noqa: E402
+from genre_torch.core.training.module import GenreClassifier  # noqa: E402
 from genre_torch.tools.search_space import SearchSpace, option_args  # noqa: E402
 from genre_torch.tools.search_storage import open_storage  # noqa: E402
 from tests.conftest import unavailable  # noqa: E402

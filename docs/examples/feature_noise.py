@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genre_torch.core.transforms import BatchTransform
+from genre_torch.core.training.transforms import BatchTransform
 
 
 class NumericNoise(BatchTransform):

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training.module import GenreClassifier
 
 
 class L1Classifier(GenreClassifier):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genre_torch.core.losses import Criterion
+from genre_torch.core.training.losses import Criterion
 
 
 class PolyLoss(Criterion):

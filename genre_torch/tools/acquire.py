@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from genre_torch.core.data import DATA_DIR_ENV
-from genre_torch.core.datasets import DatasetSpec
+from genre_torch.core.data.datasets import DatasetSpec
 from genre_torch.core.errors import GenreTorchError
 
 INSTALL_HINT = "pip install 'genre_torch[download]'"

@@ -1,5 +1,5 @@
 """The accuracy benchmark's runs (scripts/benchmark_accuracy.py): one model, split and seed per task, each scored on
-all test rows and apart on the rows whose song has a twin in training (core/songs.py) and on the twin-free rows."""
+all test rows and apart on the rows whose song has a twin in training (core/data/songs.py) and on the twin-free rows."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ import torch
 import yaml
 from sklearn.metrics import f1_score
 
-from genre_torch.core.checkpoint_io import atomic_path
-from genre_torch.core.checkpoints import data_state
+from genre_torch.core.compat import data_state
 from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
-from genre_torch.core.datasets import get_spec
-from genre_torch.core.module import GenreClassifier
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.provenance import code_record, data_record, describe_code
-from genre_torch.core.songs import has_twin
+from genre_torch.core.data.datasets import get_spec
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.songs import has_twin
+from genre_torch.core.training.checkpoint_io import atomic_path
+from genre_torch.core.training.module import GenreClassifier
+from genre_torch.core.training.provenance import code_record, data_record, describe_code
 from genre_torch.tools import anchors
 from genre_torch.tools.trees import fit_predict_hgb, hgb_model
 
@@ -65,7 +65,7 @@ def score(y: np.ndarray, predicted: np.ndarray, twins: np.ndarray) -> dict:
 def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> dict:
     """`genre-torch fit` one config with one seed; its best (validation) checkpoint scored once on test."""
     from genre_torch.cli import quiet_console, run_cli
-    from genre_torch.core.lightning_cli import run_checkpoint
+    from genre_torch.core.training.lightning_cli import run_checkpoint
 
     quiet_console()  # the epoch lines and real warnings only, as `genre-torch fit` prints them
     args = ["fit", "--config", str(config), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"]

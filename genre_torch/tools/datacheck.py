@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_torch.core.datasets import SPECS, DatasetSpec, to_category
-from genre_torch.core.datasets.cleaning import NON_FINITE, UNPARSEABLE, to_numeric
-from genre_torch.core.datasets.leakage import leakage_lines
+from genre_torch.core.data.datasets import SPECS, DatasetSpec, to_category
+from genre_torch.core.data.datasets.cleaning import NON_FINITE, UNPARSEABLE, to_numeric
+from genre_torch.core.data.datasets.leakage import leakage_lines
 
 
 def guess_spec(path: Path, frame: pd.DataFrame) -> DatasetSpec:

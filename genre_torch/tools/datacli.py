@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from genre_torch.core.data import find_data_file, read_csv
-from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
-from genre_torch.core.datasets.schema import read_yaml
+from genre_torch.core.data.datasets import SPECS, DatasetSpec, load_spec
+from genre_torch.core.data.datasets.schema import read_yaml
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.tools import acquire, parsers
 from genre_torch.tools.datacheck import guess_spec, report_lines

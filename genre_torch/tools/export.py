@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genre_torch.core.checkpoint_io import atomic_path
-from genre_torch.core.checkpoints import data_state
-from genre_torch.core.datasets import spec_from_checkpoint_state
+from genre_torch.core.compat import data_state
+from genre_torch.core.data.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models.ensemble import PackedEnsemble
+from genre_torch.core.training.checkpoint_io import atomic_path
 from genre_torch.tools import parsers
 from genre_torch.tools.common import check_output
 from genre_torch.tools.predict import load_backbone, load_checkpoint

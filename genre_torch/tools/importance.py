@@ -18,13 +18,13 @@ import pandas as pd
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn.inspection import permutation_importance
 
-from genre_torch.core.checkpoint_io import write_error
-from genre_torch.core.checkpoints import data_state
+from genre_torch.core.compat import data_state
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.datasets import spec_from_checkpoint_state
+from genre_torch.core.data.datasets import spec_from_checkpoint_state
+from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.runs import claim_evaluation, claim_version, resumed_version
+from genre_torch.core.training.checkpoint_io import write_error
+from genre_torch.core.training.runs import claim_evaluation, claim_version, resumed_version
 from genre_torch.tools import figures, parsers
 from genre_torch.tools.predict import Predictor, load_backbone, load_checkpoint
 

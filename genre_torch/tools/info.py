@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from genre_torch.core.compat import data_state
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.provenance import KEY, describe_code
+from genre_torch.core.training.provenance import KEY, describe_code
 from genre_torch.tools import parsers
 
 
@@ -29,14 +30,6 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or data_state(ckpt) is None:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no preprocessing state in it)")
     return ckpt
-
-
-def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    """The data state (dataset, spec, preprocessing): wherever the checkpoint keeps it, without importing Lightning."""
-    found = ckpt.get("genre_torch")
-    if isinstance(found, dict):
-        return found
-    return next((v for v in ckpt.values() if isinstance(v, dict) and "preprocessor" in v), None)
 
 
 def _short(value: Any) -> str:

@@ -24,15 +24,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genre_torch.core.checkpoint_io import atomic_path, check_finite
-from genre_torch.core.checkpoints import data_state, model_arguments, read_checkpoint
+from genre_torch.core.compat import data_state
 from genre_torch.core.components import bound_arguments, to_factory
-from genre_torch.core.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state, warn_problems
+from genre_torch.core.data.datasets import SPECS, DatasetSpec, spec_from_checkpoint_state, warn_problems
+from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models import Backbone
 from genre_torch.core.models.ensemble import build_backbone
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.provenance import check_against
+from genre_torch.core.training.checkpoint_io import atomic_path, check_finite
+from genre_torch.core.training.checkpoints import model_arguments, read_checkpoint
+from genre_torch.core.training.provenance import check_against
 from genre_torch.tools import parsers
 
 TOP_K = 3
@@ -183,7 +184,7 @@ def load_backbone(ckpt: dict[str, Any]) -> nn.Module:
     try:
         args = model_arguments(ckpt["hyper_parameters"])
         unknown = sorted(set(args) - MODEL_SETTINGS)
-        module = ckpt["hyper_parameters"].get("_class_path", "genre_torch.core.module.GenreClassifier")
+        module = ckpt["hyper_parameters"].get("_class_path", "genre_torch.core.training.module.GenreClassifier")
         if unknown and not module.endswith(".GenreClassifier"):  # a subclass's own settings (--model CLASS)
             unknown = []
         if unknown:

@@ -17,7 +17,7 @@ from torch import nn
 
 from genre_torch.cli import run_cli
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.lightning_cli import log_final, run_checkpoint
+from genre_torch.core.training.lightning_cli import log_final, run_checkpoint
 from genre_torch.tools.search_space import SearchSpace, option_args
 
 # a trial keeps no checkpoint (the best config is refitted with `genre-torch fit`), and N workers share one

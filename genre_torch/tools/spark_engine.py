@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genre_torch.core.datasets import DatasetSpec, to_category
-from genre_torch.core.datasets.cleaning import HUGE
+from genre_torch.core.data.datasets import DatasetSpec, to_category
+from genre_torch.core.data.datasets.cleaning import HUGE
+from genre_torch.core.data.split import split_indices
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.split import split_indices
 
 try:
     from pandas._libs.parsers import STR_NA_VALUES  # the strings pandas.read_csv reads as missing

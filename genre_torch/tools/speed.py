@@ -17,8 +17,8 @@ import torch
 
 from genre_torch.cli import run_cli
 from genre_torch.core.data import GenreDataModule, TensorBatches
-from genre_torch.core.lightning_cli import GenreCLI
-from genre_torch.core.module import GenreClassifier
+from genre_torch.core.training.lightning_cli import GenreCLI
+from genre_torch.core.training.module import GenreClassifier
 
 
 class EpochTimer(pl.Callback):
@@ -222,7 +222,7 @@ STARTUP = """
 import json, sys, time, yaml
 start = time.perf_counter()
 from genre_torch.core.data import GenreDataModule
-import genre_torch.core.lightning_cli  # torch, Lightning (and torch._dynamo through it), torchmetrics
+import genre_torch.core.training.lightning_cli  # torch, Lightning (and torch._dynamo through it), torchmetrics
 imported = time.perf_counter()
 GenreDataModule(**yaml.safe_load(open(sys.argv[1]))["data"]).load()
 print(json.dumps({"import_s": imported - start, "load_s": time.perf_counter() - imported}))

@@ -13,11 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from genre_torch.core.compat import LEGACY_NAMES
 from genre_torch.core.components import resolve, subclasses
 from genre_torch.core.errors import GenreTorchError
-
-# names of the registry before backbones became classes, as stored in older checkpoints
-LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}
 
 
 class Backbone(nn.Module):

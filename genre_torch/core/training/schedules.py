@@ -8,9 +8,25 @@ that would change it is refused instead of silently stretching or breaking the s
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+from genre_torch.core.errors import GenreTorchError
+
+
+def total_steps(trainer: Any) -> int:
+    """Optimiser steps of a Trainer's whole run; a loader may say how many an epoch takes (`optimizer_steps`:
+    core.data.BatchGroups, where one batch of the loader is several optimiser steps)."""
+    steps = trainer.estimated_stepping_batches  # also makes Lightning load the training data
+    per_epoch = getattr(trainer.train_dataloader, "optimizer_steps", None)
+    if per_epoch is not None:  # estimated_stepping_batches counted the loader's batches
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+        steps = min(epochs * per_epoch, trainer.max_steps if trainer.max_steps != -1 else math.inf)
+    if math.isinf(steps):
+        raise GenreTorchError("a learning-rate schedule needs a finite run: set --trainer.max_epochs or max_steps")
+    return int(steps)
 
 
 class _Shaped(LambdaLR):

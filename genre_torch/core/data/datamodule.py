@@ -15,12 +15,12 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from genre_torch.core.datasets import SPECS, DatasetSpec, load_spec
+from genre_torch.core.data.datasets import SPECS, DatasetSpec, load_spec
+from genre_torch.core.data.prepared import is_prepared, load_prepared
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.songs import song_groups
+from genre_torch.core.data.split import artist_groups, group_split_indices, song_split_indices, split_indices
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.prepared import is_prepared, load_prepared
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.songs import song_groups
-from genre_torch.core.split import artist_groups, group_split_indices, song_split_indices, split_indices
 
 DATA_DIR_ENV = "GENRE_TORCH_DATA_DIR"
 # encoded datasets of this process by what they depend on (GenreDataModule._cache_key): read once per search
@@ -167,11 +167,11 @@ class GenreDataModule(pl.LightningDataModule):
         """
         Args:
             dataset: A built-in dataset (music_genre, spotify_tracks), the path of a dataset spec .yaml file,
-                or a spec written inline as a mapping (format: genre_torch/core/datasets/__init__.py).
+                or a spec written inline as a mapping (format: genre_torch/core/data/datasets/__init__.py).
             path: CSV (.csv or .csv.gz) to read; default: look in $GENRE_TORCH_DATA_DIR, then ./data/.
             batch_size: Training batch size.
             batches_per_step: 1 trains on Lightning's standard path. K > 1 opts into the fast path
-                (genre_torch/core/fast.py): each training_step call takes K batches, still one optimiser step
+                (genre_torch/core/training/fast.py): each training_step call takes K batches, still one optimiser step
                 each, which spreads Lightning's per-call cost thinner; options it cannot honour are refused.
             eval_batch_size: Batch size for validation, test and predict.
             test_fraction: Share of all rows held out for test (stratified).
@@ -189,7 +189,8 @@ class GenreDataModule(pl.LightningDataModule):
             scaling: standard ((x - mean) / std) or robust ((x - median) / interquartile range, RealMLP's
                 robust scaling; pair it with a backbone's smooth clipping), all statistics from training rows.
             split: canonical (stratified rows), artist (no first artist in two splits) or song (no song in two
-                splits: rows with identical features or the same spec.song_id); see core/split.py, core/songs.py.
+                splits: rows with identical features or the same spec.song_id); see core/data/split.py,
+                core/data/songs.py.
             stream: With a prepared folder as path: read batches from Parquet row groups instead of holding
                 the splits in memory (default: only when they would take over half of the free memory).
         """
@@ -236,7 +237,10 @@ class GenreDataModule(pl.LightningDataModule):
         if self.tensors or self.prepared is not None:
             return self
         if is_prepared(self.path):
-            return load_prepared(self)
+            loaded = load_prepared(self.path, self.spec.name, self.hparams, self.stream)
+            self.prepared, self.splits, self.tensors = loaded
+            self.preprocessor = self.prepared.preprocessor
+            return self
         path = find_data_file(self.spec, self.path)
         key = self._cache_key(path)
         if key in LOADED:  # the same file and settings earlier in this process (the trials of a search)
@@ -303,7 +307,7 @@ class GenreDataModule(pl.LightningDataModule):
 
     @property
     def songs(self) -> np.ndarray:
-        """Song id of every row of the cleaned frame (core/songs.py: identical features or the same song_id)."""
+        """Song id of every row of the cleaned frame (core/data/songs.py: identical features or the same song_id)."""
         if self._songs is None:
             if self.frame is None:
                 self.load()
@@ -341,7 +345,15 @@ class GenreDataModule(pl.LightningDataModule):
         else:
             x, y = self.tensors["train"]
             batches = TensorBatches(x, y, self.batch_size, True, self.shuffle_seed, rank, world)
-        return BatchGroups(batches, self.batches_per_step) if self.batches_per_step > 1 else batches
+        if self.batches_per_step == 1:
+            return batches
+        if self.trainer is not None and self.trainer.lightning_module.automatic_optimization:
+            raise GenreTorchError(
+                "--data.batches_per_step > 1 groups batches for the fast path: train with its callback, "
+                "Trainer(callbacks=[genre_torch.core.training.fast.FastPath()]) (GenreCLI adds it), "
+                "or pass batches_per_step=1"
+            )
+        return BatchGroups(batches, self.batches_per_step)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """In-memory batches are already on the device (setup); only streamed ones are moved."""

@@ -9,21 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from genre_torch.core.checkpoint_io import check_finite, verify_archive
+from genre_torch.core.compat import data_state, legacy_optimizer
 from genre_torch.core.errors import GenreTorchError
-
-CHECKPOINT_KEY = "genre_torch"  # where checkpoints kept the data state before it was the datamodule's state_dict
-
-
-def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader).
-
-    Lightning saves the datamodule's state_dict under the datamodule's class name; older checkpoints under
-    CHECKPOINT_KEY, written by the module.
-    """
-    if isinstance(ckpt.get(CHECKPOINT_KEY), dict):
-        return ckpt[CHECKPOINT_KEY]
-    return next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
+from genre_torch.core.training.checkpoint_io import check_finite, verify_archive
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -44,26 +32,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-LEGACY_SCHEDULES = {"cosine": "WarmupCosine", "coslog4": "CosLog4", "onecycle": "OneCycle"}
-
-
-def legacy_optimizer(args: dict[str, Any]) -> dict[str, Any]:
-    """Move the settings of before injected optimisers (optimizer: adam|adamw, lr, weight_decay, scheduler,
-    warmup) into optimizer / lr_scheduler configs that build the same optimiser and schedule."""
-    if not isinstance(args.get("optimizer", {}), str) and not {"lr", "scheduler", "warmup", "weight_decay"} & set(args):
-        return args
-    args = dict(args)
-    name = args.pop("optimizer", "adam") or "adam"
-    settings = {"lr": args.pop("lr", 1e-3), "weight_decay": args.pop("weight_decay", 0.0)}
-    args["optimizer"] = {"class_path": f"torch.optim.{'AdamW' if name == 'adamw' else 'Adam'}", "init_args": settings}
-    schedule, warmup = args.pop("scheduler", None), args.pop("warmup", 0.0) or 0.0
-    if schedule is not None:
-        init = {"pct_start": warmup or 0.3} if schedule == "onecycle" else {"warmup": warmup}
-        path = f"genre_torch.core.schedules.{LEGACY_SCHEDULES[schedule]}"
-        args["lr_scheduler"] = {"class_path": path, "init_args": init}
-    return args
-
-
 def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:
     """GenreClassifier arguments from a checkpoint's hyper_parameters, also from older versions of the module.
 
@@ -80,7 +48,7 @@ def model_arguments(hparams: dict[str, Any]) -> dict[str, Any]:
         args["backbone"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": settings}
         smoothing = args.pop("label_smoothing", 0.0) or 0.0
         args["criterion"] = {
-            "class_path": "genre_torch.core.losses.CrossEntropy",
+            "class_path": "genre_torch.core.training.losses.CrossEntropy",
             "init_args": {"label_smoothing": smoothing},
         }
         args.pop("gradient_clip_val", None)  # a training setting: it does not change the trained model
@@ -93,7 +61,7 @@ def checkpoint_data(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_checkpoint(path)
     settings = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
     state = data_state(ckpt) or {}
-    from genre_torch.core.datasets import SPECS
+    from genre_torch.core.data.datasets import SPECS
 
     name = state.get("dataset")
     settings["dataset"] = name if name in SPECS else state.get("spec", settings.get("dataset"))

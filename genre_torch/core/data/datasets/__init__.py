@@ -10,7 +10,7 @@ A spec file (see music_genre.yaml, spotify_tracks.yaml beside this module):
     id_columns: [track_id]        # carried into predictions, never features
     meta: {artist: null}          # metadata columns for features=audio+meta: column -> separator or null
     text: {title: null}           # titles for audio+meta, as word/character n-grams: column -> null (defaults)
-                                  # or {words: 2, chars: 4, min_songs: 2} (see core/titles.py)
+                                  # or {words: 2, chars: 4, min_songs: 2} (see core/data/titles.py)
     song_id: track_id             # an id column naming the song: its rows share a split (split: song)
     ignore: [notes]               # columns that are none of the above
     valid_ranges: {duration_ms: [0, null]}  # values outside become missing (null: no bound)
@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from genre_torch.core.datasets.cleaning import (
+from genre_torch.core.data.datasets.cleaning import (
     DataWarning,
     parses_as_numbers,
     range_label,
@@ -45,8 +45,8 @@ from genre_torch.core.datasets.cleaning import (
     to_numeric,
     warn_problems,
 )
-from genre_torch.core.datasets.leakage import leakage_lines
-from genre_torch.core.datasets.schema import check_mapping, read_yaml, to_mapping
+from genre_torch.core.data.datasets.leakage import leakage_lines
+from genre_torch.core.data.datasets.schema import check_mapping, read_yaml, to_mapping
 from genre_torch.core.errors import GenreTorchError
 
 __all__ = ["DataWarning", "DatasetSpec", "get_spec", "load_spec", "spec_from_checkpoint_state", "to_category"]

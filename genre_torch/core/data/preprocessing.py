@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.core.encoders import TargetEncoder
+from genre_torch.core.data.encoders import TargetEncoder
+from genre_torch.core.data.titles import TextEncoder
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.titles import TextEncoder
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
 SCALINGS = ("standard", "robust")
@@ -105,7 +105,7 @@ class Preprocessor:
         encoders: bool = True,
     ) -> Preprocessor:
         """Fit all state on training rows only (rows: their positions in df, default all; labels and songs, the
-        song id of each training row (core/songs.py; default: each row its own), are theirs). encoders=False
+        song id of each training row (core/data/songs.py; default: each row its own), are theirs). encoders=False
         leaves the metadata and title encoders unfitted (fit_transform fits them in its out-of-fold pass)."""
 
         def pick(col: str) -> pd.Series:
@@ -152,7 +152,7 @@ class Preprocessor:
         rows: positions of the training rows in df (default: all; labels are those rows' labels); they
         are read column by column and encoded chunk by chunk, never copied as a whole frame.
         groups: a group id per training row (artist-grouped split): out-of-fold folds never split a group.
-        songs: the song id per training row (core/songs.py): folds never split a song (default: groups), and
+        songs: the song id per training row (core/data/songs.py): folds never split a song (default: groups), and
             title tokens count only when found in enough distinct songs.
         """
         groups = songs if groups is None else groups

@@ -12,15 +12,16 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from genre_torch.core import fast, models, schedules  # noqa: F401 (schedules: known by class name)
-from genre_torch.core.checkpoint_io import nonfinite_tensor
+from genre_torch.core import models
 from genre_torch.core.components import bound_arguments, to_config, to_factory
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.losses import Criterion, CrossEntropy
 from genre_torch.core.models import Backbone
 from genre_torch.core.models.ensemble import build_backbone
 from genre_torch.core.models.mlp import MLP
-from genre_torch.core.transforms import BatchTransform
+from genre_torch.core.training import schedules
+from genre_torch.core.training.checkpoint_io import nonfinite_tensor
+from genre_torch.core.training.losses import Criterion, CrossEntropy
+from genre_torch.core.training.transforms import BatchTransform
 
 COMPONENTS = {"backbone": Backbone, "criterion": Criterion, "batch_transform": BatchTransform}
 SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -57,7 +58,7 @@ class GenreClassifier(pl.LightningModule):
                 applied to the backbone's parameter groups (a group's lr_factor / wd_factor multiply lr / weight_decay).
                 fused=True is passed where the class takes it and the config leaves it unset.
             lr_scheduler: Any torch LR scheduler (`--lr_scheduler StepLR --lr_scheduler.step_size 10`, stepped per
-                epoch) or a per-step schedule over the whole run from genre_torch.core.schedules (OneCycle,
+                epoch) or a per-step schedule over the whole run from genre_torch.core.training.schedules (OneCycle,
                 WarmupCosine, CosLog4: any scheduler taking `total_steps` gets the run's optimiser steps and is
                 stepped per optimiser step). None: a constant learning rate.
             metrics: Extra torchmetrics metrics by name, computed from the validation and test forward passes and
@@ -125,16 +126,11 @@ class GenreClassifier(pl.LightningModule):
         return self.backbone(x)
 
     def setup(self, stage: str) -> None:
-        """The grouped fast path (--data.batches_per_step > 1) trains with manual optimisation."""
-        self.automatic_optimization = not fast.enabled(self.trainer)
+        """A new run: its optimiser is not configured yet."""
         self._configured = False
-        if stage == "fit":
-            fast.check(self.trainer, self)  # also when trained without GenreCLI
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
-        """Loss of an (x, y) batch; on the fast path, a group of batches with one optimiser step each."""
-        if not self.automatic_optimization:
-            return fast.training_step(self, batch)
+        """Loss of an (x, y) batch."""
         x, y = batch
         loss, logits = self.training_loss(x, y)
         self.count(loss, logits, y)
@@ -180,15 +176,14 @@ class GenreClassifier(pl.LightningModule):
             )
 
     def on_train_epoch_end(self) -> None:
-        fast.step_epoch_schedulers(self)
         rows = max(self._rows, 1)  # the same on every rank (TensorBatches), so the mean over ranks is exact
         loss_sum, hits = self._sums
         self.log_dict({"train/loss": loss_sum / rows, "train/acc": hits / rows, **self._x_axis()}, sync_dist=True)
 
     def _x_axis(self) -> dict[str, float]:
-        """Epoch metrics plotted at the epoch's last optimiser step, as Lightning plots them, on both paths (the fast
-        path's training_step calls are not steps). Logging the step keeps Lightning from adding an `epoch` scalar,
-        which TensorBoard showed first, as a chart group of its own, above the curves."""
+        """Epoch metrics plotted at the epoch's last optimiser step, as Lightning plots them, also where a
+        training_step call takes several optimiser steps. Logging the step keeps Lightning from adding an `epoch`
+        scalar, which TensorBoard showed first, as a chart group of its own, above the curves."""
         return {"step": float(max(self.trainer.global_step - 1, 0))}
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, *metrics: Any) -> torch.Tensor:
@@ -240,7 +235,7 @@ class GenreClassifier(pl.LightningModule):
         make = self.make_lr_scheduler
         per_step = "total_steps" in _parameters(make)
         if per_step and bound_arguments(make).get("total_steps") is None:
-            make = functools.partial(make, total_steps=fast.total_steps(self.trainer))
+            make = functools.partial(make, total_steps=schedules.total_steps(self.trainer))
         sched = make(opt)
         self._check_resumed_length(sched)
         config = {"scheduler": sched, "interval": "step" if per_step else "epoch"}

@@ -31,15 +31,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from genre_torch.core import fast, signals
-from genre_torch.core.atomic_io import AtomicCheckpointIO
-from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
-from genre_torch.core.console import EpochLine
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.latest import LatestCheckpoint
-from genre_torch.core.provenance import check_against, data_file
-from genre_torch.core.provenance_callback import Provenance
-from genre_torch.core.runs import claim_evaluation, claim_version, discard, resumed_version
+from genre_torch.core.training import fast, signals
+from genre_torch.core.training.atomic_io import AtomicCheckpointIO
+from genre_torch.core.training.checkpoints import check_checkpoint, checkpoint_data
+from genre_torch.core.training.console import EpochLine
+from genre_torch.core.training.latest import LatestCheckpoint
+from genre_torch.core.training.provenance import check_against, data_file
+from genre_torch.core.training.provenance_callback import Provenance
+from genre_torch.core.training.runs import claim_evaluation, claim_version, discard, resumed_version
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -238,11 +238,10 @@ class GenreCLI(LightningCLI):
                 run_version = trained if isinstance(run_version, str) else run_version
                 if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath is None and run_version is not None:
                     ckpt.dirpath = str(checkpoints / f"version_{run_version}")
-            if self.subcommand in ("fit", None):
-                fast.check(trainer, self.model, self.datamodule)
-                if fast.enabled(trainer, self.datamodule):
-                    raw = self.config[self.subcommand] if self.subcommand else self.config
-                    _check_fast_checkpoint(raw.get("checkpoint") or {})
+            group = getattr(self.datamodule, "batches_per_step", 1)
+            if self.subcommand in ("fit", None) and group > 1:  # the opt-in fast path: its callback, its checks
+                raw = self.config[self.subcommand] if self.subcommand else self.config
+                fast.install(trainer, self.model, group, raw.get("checkpoint") or {})
         except GenreTorchError:
             raise
         except (MisconfigurationException, ValueError) as e:  # the Trainer's own checks of its options
@@ -423,9 +422,9 @@ def _check_monitors(trainer: Trainer, run: ModelCheckpoint | None) -> None:
             )
 
 
-# What a fit does with Lightning callbacks it cannot simply run, keyed on their classes (the fast path's own limits:
-# core/fast.py). REFUSE and NO_RESUME are one-line errors at startup; TRAINING_ONLY callbacks are taken off before
-# the final validation and test of the best checkpoint (see after_fit).
+# What a fit does with Lightning callbacks it cannot simply run, keyed on their classes (the fast path's own
+# limits: training/fast.py). REFUSE and NO_RESUME are one-line errors at startup; TRAINING_ONLY callbacks are taken
+# off before the final validation and test of the best checkpoint (see after_fit).
 REFUSE, NO_RESUME, TRAINING_ONLY = "refuse", "refuse on resume", "training only"
 CALLBACK_POLICIES: dict[type, tuple[frozenset[str], str]] = {
     ModelPruning: (
@@ -484,13 +483,4 @@ def _check_accelerator(trainer: dict[str, Any]) -> None:
         raise GenreTorchError(
             f"--trainer.accelerator {accelerator}: no CUDA GPU is visible on this machine; "
             "use --trainer.accelerator auto (or cpu), e.g. drop configs/presets/gpu.yaml"
-        )
-
-
-def _check_fast_checkpoint(checkpoint: dict[str, Any]) -> None:
-    """The fast path counts training_step calls: step- or time-based checkpointing cannot be honoured."""
-    if checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval"):
-        raise GenreTorchError(
-            "--data.batches_per_step > 1 (the fast path) cannot honour --checkpoint.every_n_train_steps or "
-            "train_time_interval (they count training_step calls); use --data.batches_per_step 1"
         )

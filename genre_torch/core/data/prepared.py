@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from genre_torch.core.data.preprocessing import Preprocessor
+from genre_torch.core.data.streaming import ParquetBatches, table_arrays
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.preprocessing import Preprocessor
-from genre_torch.core.streaming import ParquetBatches, table_arrays
 
 STATE_FILE = "preprocessing.json"
 SPLITS = ("train", "val", "test")
@@ -107,27 +107,29 @@ class PreparedData:
         return ParquetBatches(split_files(self.path, split), batch_size, shuffle, seed, rank, world_size)
 
 
-def load_prepared(dm: Any) -> Any:
-    """Fill a GenreDataModule from the prepared folder at dm.path (in memory, or streamed when asked/needed)."""
-    data = PreparedData(dm.path, dm.spec.name)
-    hp, split = dict(dm.hparams), data.info["split"]
-    wanted = {"test_fraction": hp["test_fraction"], "val_fraction": hp["val_fraction"], "seed": hp["split_seed"]}
+def load_prepared(
+    path: str | os.PathLike, dataset: str, settings: dict[str, Any], stream: bool | None = None
+) -> tuple[PreparedData, dict[str, np.ndarray], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The prepared folder at `path` for a datamodule's data settings: its reader, the row ids of each split, and
+    the splits as tensors (none when streamed: when `stream` asks for it, or by default when they would not fit)."""
+    data = PreparedData(path, dataset)
+    split = data.info["split"]
+    wanted = {"test_fraction": settings["test_fraction"], "val_fraction": settings["val_fraction"]}
+    wanted["seed"] = settings["split_seed"]
     if wanted != split:
-        raise GenreTorchError(f"{dm.path} was prepared with split {split}, not {wanted}; prepare it again")
+        raise GenreTorchError(f"{path} was prepared with split {split}, not {wanted}; prepare it again")
     if (
-        hp.get("features", "audio") != "audio"
-        or hp.get("missing_indicators")
-        or hp.get("scaling", "standard") != "standard"
-        or hp.get("split", "canonical") != "canonical"
+        settings.get("features", "audio") != "audio"
+        or settings.get("missing_indicators")
+        or settings.get("scaling", "standard") != "standard"
+        or settings.get("split", "canonical") != "canonical"
     ):
         raise GenreTorchError(
-            f"{dm.path} holds the standardised audio feature set on the canonical split; train from the CSV"
+            f"{path} holds the standardised audio feature set on the canonical split; train from the CSV"
         )
-    dm.prepared, dm.preprocessor = data, data.preprocessor
-    dm.splits = {s: data.row_ids(s) for s in SPLITS}
-    if not (dm.stream or (dm.stream is None and not data.fits_in_memory())):
-        dm.tensors = {s: data.tensors(s) for s in SPLITS}
-    return dm
+    splits = {s: data.row_ids(s) for s in SPLITS}
+    streamed = stream or (stream is None and not data.fits_in_memory())
+    return data, splits, {} if streamed else {s: data.tensors(s) for s in SPLITS}
 
 
 def compare(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The Provenance callback: the run's provenance record (core/provenance.py) in every checkpoint it saves, in
+"""The Provenance callback: the run's provenance record (core/training/provenance.py) in every checkpoint it saves, in
 provenance.yaml beside LightningCLI's config.yaml, and in TensorBoard's Text tab."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from genre_torch.core.provenance import KEY, collect, data_file
+from genre_torch.core.training.provenance import KEY, collect, data_file
 
 FILE = "provenance.yaml"
 

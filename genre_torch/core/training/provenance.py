@@ -8,7 +8,7 @@ A record is plain primitives (a checkpoint stays loadable with `torch.load(weigh
     command: sys.argv; seed; config: the run's resolved config (LightningCLI's config.yaml) when there is one
 
 Only the standard library is imported at module level (torch lazily), so `genre-torch info` stays light.
-The Lightning callback that writes records into checkpoints and run folders is core/provenance_callback.py.
+The Lightning callback that writes records into checkpoints and run folders is core/training/provenance_callback.py.
 """
 
 from __future__ import annotations

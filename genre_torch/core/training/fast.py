@@ -6,12 +6,16 @@ optimiser step per batch, through Lightning's public manual optimisation (`manua
 `LightningOptimizer.step`), so `global_step`, `max_steps`, loss scaling, DDP and the backward and
 optimiser-step hooks behave as usual. What runs once per training_step call instead of once per batch
 (batch-level hooks, batch-counting Trainer limits) is refused at startup by `check`, never skipped.
+
+The module knows nothing of it: the `FastPath` callback switches a module to manual optimisation and gives it
+the grouped training step for the fit (it stays so after the fit: the Trainer reads global_step from the manual
+loop). GenreCLI adds it when --data.batches_per_step > 1; from Python, pass `callbacks=[FastPath()]` to the Trainer
+beside such a datamodule.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import functools
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import (
@@ -35,17 +39,41 @@ MODULE_HOOKS = (
 CALLBACK_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad")
 
 
-def enabled(trainer: pl.Trainer | None, datamodule: Any = None) -> bool:
-    """Whether the data module groups training batches (batches_per_step > 1)."""
-    datamodule = datamodule if datamodule is not None else getattr(trainer, "datamodule", None)
-    return getattr(datamodule, "batches_per_step", 1) > 1
+class FastPath(Callback):
+    """The grouped fast path for one fit: manual optimisation, one optimiser step per batch of a group."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Refuse what the fast path cannot honour, then give the module the grouped training step."""
+        if stage != "fit":
+            return
+        k = getattr(trainer.datamodule, "batches_per_step", 1)
+        if k <= 1:
+            raise GenreTorchError("the FastPath callback needs a datamodule with batches_per_step > 1")
+        vars(pl_module).pop("training_step", None)  # a module fitted on the fast path before: its class's own
+        check(trainer, pl_module, k)
+        pl_module.automatic_optimization = False
+        pl_module.training_step = functools.partial(training_step, pl_module)  # this instance only
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Under manual optimisation Lightning leaves schedulers to the module: step the per-epoch ones."""
+        for config in trainer.lr_scheduler_configs:
+            if config.interval == "epoch" and (trainer.current_epoch + 1) % config.frequency == 0:
+                config.scheduler.step()
 
 
-def check(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any = None) -> None:
+def install(trainer: pl.Trainer, module: pl.LightningModule, batches_per_step: int, checkpoint: dict) -> None:
+    """Add FastPath to a fit's Trainer, refusing at once what it cannot honour (`checkpoint`: the config's)."""
+    if checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval"):
+        raise GenreTorchError(
+            "--data.batches_per_step > 1 (the fast path) cannot honour --checkpoint.every_n_train_steps or "
+            "train_time_interval (they count training_step calls); use --data.batches_per_step 1"
+        )
+    trainer.callbacks.append(FastPath())
+    check(trainer, module, batches_per_step)
+
+
+def check(trainer: pl.Trainer, module: pl.LightningModule, k: int) -> None:
     """Refuse, in one line, every Trainer option, callback or hook override the fast path cannot honour."""
-    if not enabled(trainer, datamodule):
-        return
-    k = getattr(datamodule if datamodule is not None else trainer.datamodule, "batches_per_step", 1)
     why = f"--data.batches_per_step {k} (the fast path) cannot honour"
     fix = "; drop it (--data.batches_per_step 1) to train on Lightning's standard path"
     limits = {
@@ -83,8 +111,10 @@ def _callback_problem(callback: Callback) -> str | None:
     return f"it overrides {', '.join(hooks)}" if hooks else None
 
 
-def training_step(module: pl.LightningModule, group: list) -> None:
+def training_step(module: pl.LightningModule, group: list, batch_idx: int = 0) -> None:
     """One optimiser step per batch of a group, through Lightning's manual optimisation."""
+    if not isinstance(group, list):
+        raise GenreTorchError("a module fitted on the fast path (FastPath) takes grouped batches only: build a new one")
     trainer = module.trainer
     opt = module.optimizers()
     per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
@@ -99,24 +129,3 @@ def training_step(module: pl.LightningModule, group: list) -> None:
             if trainer.global_step % config.frequency == 0:
                 config.scheduler.step()
         module.count(loss, logits, y)
-
-
-def step_epoch_schedulers(module: pl.LightningModule) -> None:
-    """Under manual optimisation Lightning leaves schedulers to the module: step the per-epoch ones."""
-    if module.automatic_optimization:
-        return
-    for config in module.trainer.lr_scheduler_configs:
-        if config.interval == "epoch" and (module.current_epoch + 1) % config.frequency == 0:
-            config.scheduler.step()
-
-
-def total_steps(trainer: pl.Trainer) -> int:
-    """Optimiser steps of the whole run (for learning-rate schedules)."""
-    steps = trainer.estimated_stepping_batches  # also makes Lightning load the training data
-    loader = trainer.train_dataloader
-    if hasattr(loader, "optimizer_steps"):  # grouped: estimated_stepping_batches counted groups
-        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
-        steps = min(epochs * loader.optimizer_steps, trainer.max_steps if trainer.max_steps != -1 else math.inf)
-    if math.isinf(steps):
-        raise GenreTorchError("a learning-rate schedule needs a finite run: set --trainer.max_epochs or max_steps")
-    return int(steps)

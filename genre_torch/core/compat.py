@@ -1,0 +1,100 @@
+"""Compatibility with what older versions of genre_torch wrote: the one place that knows the old names.
+
+- MOVED: module paths before the core was divided into data / models / training wings. Class paths stored in
+  checkpoints and configs (e.g. `genre_torch.core.losses.CrossEntropy`) keep importing: an old module path is
+  the module at its new path (the same object), through a finder installed when genre_torch.core is imported.
+- LEGACY_NAMES: backbone names of the registry before backbones were classes (`arch: mlp`).
+- legacy_optimizer: optimiser settings before optimisers were injected (optimizer: adam, lr, scheduler, ...).
+- data_state: where a checkpoint keeps its data state (the datamodule's state_dict, or the older CHECKPOINT_KEY).
+
+Pure Python: importing it imports neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+_DATA = ("encoders", "prepared", "preprocessing", "songs", "split", "streaming", "titles")
+_DATASETS = ("", ".cleaning", ".leakage", ".schema")
+_TRAINING = (
+    "atomic_io", "checkpoint_io", "checkpoints", "console", "fast", "latest", "lightning_cli", "losses", "module",
+    "provenance", "provenance_callback", "runs", "schedules", "signals", "transforms",
+)  # fmt: skip
+MOVED: dict[str, str] = {
+    **{f"genre_torch.core.{n}": f"genre_torch.core.data.{n}" for n in _DATA},
+    **{f"genre_torch.core.datasets{s}": f"genre_torch.core.data.datasets{s}" for s in _DATASETS},
+    **{f"genre_torch.core.{n}": f"genre_torch.core.training.{n}" for n in _TRAINING},
+}
+
+LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}
+LEGACY_SCHEDULES = {"cosine": "WarmupCosine", "coslog4": "CosLog4", "onecycle": "OneCycle"}
+CHECKPOINT_KEY = "genre_torch"  # where checkpoints kept the data state before it was the datamodule's state_dict
+
+
+def new_path(path: str) -> str:
+    """The current dotted path of a module or class path that may name a module by its old path."""
+    module = path
+    while module:
+        if module in MOVED:
+            return MOVED[module] + path[len(module) :]
+        module = module.rpartition(".")[0]
+    return path
+
+
+class _OldModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old module path (MOVED) as the module at its new path."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        """A spec for an old module path, None for every other name."""
+        if fullname not in MOVED:
+            return None
+        new = importlib.util.find_spec(MOVED[fullname])
+        return importlib.util.spec_from_loader(fullname, self, is_package=bool(new and new.submodule_search_locations))
+
+    def create_module(self, spec: Any) -> None:
+        """The default module: exec_module replaces it."""
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Put the module at the new path where the import system looks for the old one."""
+        sys.modules[module.__name__] = importlib.import_module(MOVED[module.__name__])
+
+
+def install() -> None:
+    """Let old module paths import (once per process)."""
+    if not any(isinstance(f, _OldModules) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OldModules())  # before the path finder, which would load a second copy
+
+
+def legacy_optimizer(args: dict[str, Any]) -> dict[str, Any]:
+    """Move the settings of before injected optimisers (optimizer: adam|adamw, lr, weight_decay, scheduler,
+    warmup) into optimizer / lr_scheduler configs that build the same optimiser and schedule."""
+    if not isinstance(args.get("optimizer", {}), str) and not {"lr", "scheduler", "warmup", "weight_decay"} & set(args):
+        return args
+    args = dict(args)
+    name = args.pop("optimizer", "adam") or "adam"
+    settings = {"lr": args.pop("lr", 1e-3), "weight_decay": args.pop("weight_decay", 0.0)}
+    args["optimizer"] = {"class_path": f"torch.optim.{'AdamW' if name == 'adamw' else 'Adam'}", "init_args": settings}
+    schedule, warmup = args.pop("scheduler", None), args.pop("warmup", 0.0) or 0.0
+    if schedule is not None:
+        init = {"pct_start": warmup or 0.3} if schedule == "onecycle" else {"warmup": warmup}
+        path = f"genre_torch.core.training.schedules.{LEGACY_SCHEDULES[schedule]}"
+        args["lr_scheduler"] = {"class_path": path, "init_args": init}
+    return args
+
+
+def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader).
+
+    Lightning saves the datamodule's state_dict under the datamodule's class name; older checkpoints under
+    CHECKPOINT_KEY, written by the module.
+    """
+    if isinstance(ckpt.get(CHECKPOINT_KEY), dict):
+        return ckpt[CHECKPOINT_KEY]
+    return next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
