@@ -169,3 +169,22 @@ def test_a_signal_during_a_tool_is_one_line_and_the_handlers_are_put_back(data_e
     assert code == 143 and "never printed" not in out
     assert err.strip() == "genre-torch: interrupted by SIGTERM before it finished; run the same command again"
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_signal_recorded_by_one_command_does_not_interrupt_the_next(data_env, capsys, monkeypatch) -> None:
+    from genre_torch.core.training import signals
+    from genre_torch.tools import datacli
+    from tests.fault_tools import run
+
+    real = datacli.report_lines
+
+    def report(*args: object) -> list[str]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return ["never printed"]
+
+    monkeypatch.setattr(datacli, "report_lines", report)
+    assert run(capsys, "data", "check", "music_genre", "--no_hash")[0] == 143
+    assert signals.received() is None  # the command that received it has ended
+    monkeypatch.setattr(datacli, "report_lines", real)
+    code, out, _ = run(capsys, "data", "check", "music_genre", "--no_hash")
+    assert code == 0 and "music_genre" in out
