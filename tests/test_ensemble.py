@@ -204,3 +204,19 @@ def test_ddp_two_cpu_processes(data_env: Path) -> None:
     done = subprocess.run(ddp, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test accuracy" in done.stdout
+
+
+def test_dropout_follows_the_train_mode_lightning_restores() -> None:
+    """Lightning puts a module back in train mode after validation by setting each registered module's `training`
+    flag, not through train(): the members' dropout must still be on in the next epoch."""
+    nets = [models.get("MLP")(4, 3, hidden_dims=[64], dropout=0.5) for _ in range(2)]
+    ensemble = PackedEnsemble(nets)
+    x = torch.randn(32, 4)
+    ensemble.eval()  # validation
+    for module in ensemble.modules():  # as Lightning's loops restore the mode they found
+        module.training = True
+    torch.manual_seed(0)
+    first = ensemble.forward_members(x)
+    assert not torch.equal(first, ensemble.forward_members(x))  # dropout draws differ: it is on
+    ensemble.eval()
+    assert torch.equal(ensemble.forward_members(x), ensemble.forward_members(x))

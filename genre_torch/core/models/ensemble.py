@@ -118,6 +118,9 @@ class PackedEnsemble(nn.Module):
 
     def _run(self, x: torch.Tensor, embed: bool = False) -> torch.Tensor:
         """Every member's output, (batch, K, ...): under vmap, or in a loop where vmap cannot run the backbone."""
+        for shell in self._shells:  # Lightning restores train mode by setting each registered module's flag
+            if shell.training != self.training:  # the shells are not registered: follow this module's flag
+                shell.train(self.training)
         if self._failures >= LOOP_AFTER:
             return self._loop(x, embed)
         try:
