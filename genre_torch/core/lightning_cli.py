@@ -6,6 +6,7 @@ import enum
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from genre_torch.core.latest import LatestCheckpoint
 from genre_torch.core.provenance import check_against, data_file
 from genre_torch.core.provenance_callback import Provenance
 from genre_torch.core.runs import claim_evaluation, claim_version, discard, resumed_version
+from genre_torch.core.switching import inherited_settings
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -144,12 +146,13 @@ class GenreCLI(LightningCLI):
         """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it. test and validate take
         the data settings from the checkpoint (its dataset spec included); --config and --data.* given override them."""
         super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args
+        self.argv = [str(a) for a in argv] if isinstance(argv, list) else []
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         if not ckpt:
             return
         check_checkpoint(ckpt)
-        argv = sys.argv[1:] if args is None else args
         if sub in ("test", "validate") and isinstance(argv, list) and sub in argv:
             at = argv.index(sub) + 1  # the checkpoint's data first, so that what the user gave comes after it
             super().parse_arguments(parser, [*argv[:at], "--data", json.dumps(checkpoint_data(ckpt)), *argv[at:]])
@@ -177,6 +180,10 @@ class GenreCLI(LightningCLI):
             torch.set_float32_matmul_precision(config["float32_matmul_precision"])
         _check_trainer(config.get("trainer") or {})
         _inject_optimizer(config, self.subcommand)
+        model = config["model"]["init_args"] if "class_path" in config["model"] else config["model"]
+        kept = inherited_settings(getattr(self, "argv", []), model.get("backbone"))
+        if kept:  # jsonargparse carried the config backbone's settings over to another class
+            warnings.warn(kept, UserWarning, stacklevel=1)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """A TensorBoardLogger under runs/<dataset>/version_N (N claimed atomically), checkpoints beside it."""
