@@ -32,7 +32,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from genre_torch.core import fast, signals
+from genre_torch.core import compile_cache, fast, signals
 from genre_torch.core.atomic_io import AtomicCheckpointIO
 from genre_torch.core.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.console import EpochLine
@@ -85,10 +85,14 @@ class GenreCLI(LightningCLI):
         self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
+        self.compiling = False  # --model.compile: a compile that fails on the filesystem is one line
         try:
             super().__init__(*args, **kwargs)
-        except BaseException:
+        except BaseException as e:
             self.discard_unfinished()
+            failed = compile_cache.compile_error(e) if self.compiling else None
+            if failed is not None:
+                raise failed from None
             if signals.received() is not None:  # Lightning ends a SIGTERM with SIGTERMException: say it here
                 raise signals.Interrupted(signals.received(), self.resume_hint()) from None
             raise
@@ -181,6 +185,7 @@ class GenreCLI(LightningCLI):
         _check_trainer(config.get("trainer") or {})
         _inject_optimizer(config, self.subcommand)
         model = config["model"]["init_args"] if "class_path" in config["model"] else config["model"]
+        self.compiling = bool(model.get("compile"))
         kept = inherited_settings(getattr(self, "argv", []), model.get("backbone"))
         if kept:  # jsonargparse carried the config backbone's settings over to another class
             warnings.warn(kept, UserWarning, stacklevel=1)
