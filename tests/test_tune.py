@@ -278,7 +278,8 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
             except Exception:  # the study is not created yet
                 continue
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            if any(t.state in FINISHED for t in trials) and running and running[0].params:
+            # mid-trial: it reported an epoch, so its heartbeat (recorded as it started) is in the study
+            if any(t.state in FINISHED for t in trials) and running and running[0].intermediate_values:
                 os.kill(worker.pid, signal.SIGKILL)
                 killed = running[0]
     finally:
