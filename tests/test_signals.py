@@ -169,6 +169,9 @@ def test_a_signal_during_a_tool_is_one_line_and_the_handlers_are_put_back(data_e
     assert code == 143 and "never printed" not in out
     assert err.strip() == "genre-torch: interrupted by SIGTERM before it finished; run the same command again"
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    from genre_torch.core import signals
+
+    assert signals.received() is None  # the next command in this process is not taken as interrupted
 
 
 # Ctrl-C reaches a search worker between trials (while it loads the study and picks the next trial), outside fit

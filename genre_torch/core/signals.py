@@ -62,9 +62,11 @@ def watch() -> dict[int, Any]:
 
 
 def restore(previous: dict[int, Any]) -> None:
-    """Put back the handlers `watch()` found (a process running commands in turn, such as the tests)."""
+    """Put back the handlers `watch()` found and forget the signals received (a process running commands in turn,
+    such as the tests: the next command, even one not started by `main`, is not taken as interrupted)."""
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    _received.clear()
 
 
 def received() -> int | None:
