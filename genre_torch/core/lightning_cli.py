@@ -397,15 +397,50 @@ def _same_component(a: Any, b: Any) -> bool:
     return name_a == name_b and all(args_b[k] == v for k, v in args_a.items() if k in args_b)
 
 
+FINAL_RUN = "final"  # runs/<dataset>/version_N/final: the final metrics, which TensorBoard's HParams tab reads
+
+
 def log_final(trainer: Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
     """Give every logger the run's settings and final metrics (TensorBoard: one HParams row), then close it."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics)
+            _log_final_to_tensorboard(logger, params, metrics)
         else:  # Lightning's Logger API takes the two apart (CSVLogger has no metrics argument)
             logger.log_hyperparams(params)
             logger.log_metrics(metrics, step=trainer.global_step)
         logger.finalize("success")  # flush and close the writer
+
+
+def final_tag(name: str) -> str:
+    """The TensorBoard tag of a final metric: hp/val_acc -> val/acc, hp/test_macro_f1 -> test/macro_f1, hp/epochs ->
+    train/epochs, so that it joins the curves' chart groups instead of an `hp` group sorted above them."""
+    name = name.removeprefix("hp/")
+    stage, _, rest = name.partition("_")
+    return f"{stage}/{rest}" if stage in ("train", "val", "test") and rest else f"train/{name}"
+
+
+@rank_zero_only
+def _log_final_to_tensorboard(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """One HParams row: the settings in the run's own events, the final metrics as single points in its `final`
+    sub-run (Lightning's log_hyperparams would write them at step 0 into the run's own chart groups)."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
+    tags = {final_tag(k): float(v) for k, v in metrics.items()}
+    with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
+        for tag, value in tags.items():
+            final.add_scalar(tag, value, global_step=0)
+    experiment, start, end = hparams(params, tags)
+    plugin = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(plugin.content)
+    for info in data.experiment.metric_infos:  # read from <run>/final
+        info.name.group = FINAL_RUN
+    plugin.content = data.SerializeToString()
+    with SummaryWriter(str(logger.log_dir)) as writer:  # the run's own writer is closed after the test
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
 
 
 def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:
