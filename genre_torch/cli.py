@@ -106,9 +106,11 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     quiet_console()
     from genre_torch.core.errors import GenreTorchError
-    from genre_torch.core.training import signals
+    from genre_torch.core.training import compile_cache, signals
 
     previous = signals.watch()
+    fresh_cache = compile_cache.new_cache_folder()  # importing Lightning creates torch's compile cache folder
+    finished = False
     try:
         if argv[0] in TOOLS:
             from genre_torch.tools import parsers
@@ -125,6 +127,7 @@ def main(args: list[str] | None = None) -> None:
             known = ", ".join([*LIGHTNING_SUBCOMMANDS, *TOOLS])
             raise GenreTorchError(f"unknown subcommand {argv[0]!r}; known: {known} (see `genre-torch --help`)")
         signals.check("as it ended; run the same command again")  # still not a complete result
+        finished = True
     except GenreTorchError as e:
         print(f"genre-torch: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -147,6 +150,8 @@ def main(args: list[str] | None = None) -> None:
         print(f"genre-torch: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
+        if not finished:  # a failed command leaves no compile cache folder it created (a full $TMPDIR)
+            compile_cache.discard(fresh_cache)
         signals.restore(previous)
 
 

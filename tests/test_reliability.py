@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import getpass
 import json
 import os
 import subprocess
@@ -114,3 +115,36 @@ def test_target_proxies_are_codes_or_text_not_good_measurements() -> None:
     assert target_proxies(frame, "music_genre") == []
     codes = frame.assign(genre_id=frame["music_genre"].map({"Electronic": 1, "Anime": 2, "Jazz": 3, "Rap": 4}))
     assert target_proxies(codes, "music_genre") == [("column genre_id", 1.0)]
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+def test_compile_on_a_full_tmpdir_is_one_line_and_leaves_no_cache_folder(data_env, tmp_path) -> None:
+    from tests.fault_tools import small_fs
+
+    fit = [sys.executable, "-m", "genre_torch.cli", *FIT, "--model.compile", "true"]
+    with small_fs(tmp_path / "tmp", "64k") as tmp:  # $TMPDIR on a full disk: torch's inductor cache cannot be written
+        env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"} | {"TMPDIR": str(tmp)}
+        proc = subprocess.run(fit, capture_output=True, text=True, timeout=300, env=env)
+        left = listing(tmp)
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("warning: ")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0] == (
+        f"genre-torch: error: --model.compile could not write its cache in {tmp}/torchinductor_{getpass.getuser()}: "
+        "No space left on device; free space there or point TORCHINDUCTOR_CACHE_DIR at another folder"
+    )
+    assert left == [] and listing(Path()) == ["tmp"]  # no torchinductor_<user>, no runs/ or checkpoints/
+
+
+def test_only_compile_errors_on_the_filesystem_become_one_line() -> None:
+    from genre_torch.core.training.compile_cache import compile_error
+
+    class InductorError(Exception):  # as torch._inductor.exc's: the OSError kept as inner_exception
+        def __init__(self, inner: BaseException) -> None:
+            super().__init__(str(inner))
+            self.inner_exception = inner
+
+    InductorError.__module__ = "torch._inductor.exc"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert "No space left on device" in str(compile_error(InductorError(full)))
+    assert compile_error(InductorError(RuntimeError("a bug"))) is None  # not the filesystem: the traceback stays
+    assert compile_error(full) is None  # not from a compile

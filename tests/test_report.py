@@ -120,3 +120,16 @@ def test_baselines_quick(data_env, capsys) -> None:
     assert names == ["LogisticRegression", "RandomForest", "HistGradientBoosting", "k-means", "MLP"]
     accuracies = [float(r.split("|")[2]) for r in rows]
     assert all(0 <= a <= 100 for a in accuracies) and max(accuracies) > 50  # 4 separable genres: chance is 25
+
+
+def test_the_importance_chart_is_legible_at_card_size() -> None:
+    from genre_torch.tools.figures import LABEL_PT, bars
+
+    names = [f"column_{i}" for i in range(30)] + ["a_very_long_column_name_of_a_wide_dataset"]
+    fig = bars(names, list(range(31)), [0.1] * 31, "permutation importance on the test split (music_genre)", "drop")
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 20 and labels[-1].startswith("a_very_long_colum") and len(labels[-1]) <= 24  # top 20
+    assert labels[0] == "column_11" and LABEL_PT >= 12  # the smallest shown value at the bottom
+    assert all(t.get_fontsize() >= LABEL_PT for t in ax.get_yticklabels() + ax.get_xticklabels())
+    assert fig.get_figwidth() <= 6.5 and "11 more in the CSV" in ax.get_title()

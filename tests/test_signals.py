@@ -188,3 +188,40 @@ def test_a_signal_recorded_by_one_command_does_not_interrupt_the_next(data_env, 
     monkeypatch.setattr(datacli, "report_lines", real)
     code, out, _ = run(capsys, "data", "check", "music_genre", "--no_hash")
     assert code == 0 and "music_genre" in out
+
+
+# Ctrl-C reaches a search worker between trials (while it loads the study and picks the next trial), outside fit
+BETWEEN_TRIALS = """
+import os, signal, sys, optuna
+from genre_torch import cli
+
+real = optuna.storages.fail_stale_trials
+def fail_stale_trials(study):  # as the worker looks for its next trial, once sys.argv[1] trials are complete
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(done) == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(study)
+optuna.storages.fail_stale_trials = fail_stale_trials
+cli.main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+@pytest.mark.parametrize("done", [0, 1], ids=["before-the-first-trial", "after-the-first-trial"])
+def test_ctrl_c_in_a_search_worker_between_trials_is_one_line_and_130(data_env, done: int) -> None:
+    optuna = pytest.importorskip("optuna")
+    Path("grid.yaml").write_text("seed_everything: {choices: [0, 1]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", "grid.yaml", "--workers", "1", "--trainer.max_epochs", "1"]
+    proc = subprocess.run([sys.executable, "-c", BETWEEN_TRIALS, str(done), *args], capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("genre-torch") or "Trace" in line] == [
+        "genre-torch: interrupted by SIGINT during the search; finished trials are kept: run the same command "
+        "again to resume the study"
+    ], proc.stderr[-3000:]
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    complete, queued = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING
+    states = [t.state for t in study.trials]
+    assert states == [complete] * done + [queued] * (2 - done)  # the cells finished or queued: none running, failed
+    trials = sorted(p.name for p in Path("runs/music_genre-grid").glob("trial_*"))
+    assert len(trials) == done and not list(Path("runs/music_genre-grid").glob("*.lock"))
+    assert not Path("runs/music_genre-grid/summary.md").exists()  # no report of an unfinished grid

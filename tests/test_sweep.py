@@ -77,13 +77,16 @@ def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
 
 
 KILL_AT_CELL_2 = """
-import os, signal, sys, time
+import os, signal, sqlite3, sys, time
 import genre_torch.tools.search as search
 import genre_torch.tools.search_trial as search_trial
 real = search_trial.run_trial
+BEATS = "select count(*) from trial_heartbeats join trials using (trial_id) where trials.number = ?"
 def run_trial(trial, **kwargs):
-    if trial.user_attrs.get("cell") == 2:  # the worker dies in the middle of cell 2, its heartbeat recorded
-        time.sleep(1.5)
+    if trial.user_attrs.get("cell") == 2:  # the worker dies in the middle of cell 2, once its heartbeat is recorded
+        with sqlite3.connect("runs/music_genre-grid/study.db") as db:
+            while not db.execute(BEATS, (trial.number,)).fetchone()[0]:
+                time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
     return real(trial, **kwargs)
 search_trial.run_trial = run_trial

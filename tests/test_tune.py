@@ -156,9 +156,9 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     for trial in study.trials:  # every trial is a run with its options and final metrics (HParams tab)
-        events = EventAccumulator(trial.user_attrs["run"]).Reload()
-        assert "hp/val_acc" in events.Tags()["scalars"]
-        assert events.Scalars("hp/val_acc")[-1].value == pytest.approx(trial.user_attrs["val_acc"])
+        events = EventAccumulator(str(Path(trial.user_attrs["run"]) / "final")).Reload()
+        assert {"val/acc", "train/best_epoch", "train/epochs", "train/pruned"} <= set(events.Tags()["scalars"])
+        assert events.Scalars("val/acc")[-1].value == pytest.approx(trial.user_attrs["val_acc"])
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +278,8 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
             except Exception:  # the study is not created yet
                 continue
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            if any(t.state in FINISHED for t in trials) and running and running[0].params:
+            # mid-trial: it reported an epoch, so its heartbeat (recorded as it started) is in the study
+            if any(t.state in FINISHED for t in trials) and running and running[0].intermediate_values:
                 os.kill(worker.pid, signal.SIGKILL)
                 killed = running[0]
     finally:

@@ -6,6 +6,7 @@ import enum
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.training import fast, signals
+from genre_torch.core.training import compile_cache, fast, signals
 from genre_torch.core.training.atomic_io import AtomicCheckpointIO
 from genre_torch.core.training.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.training.console import EpochLine
@@ -40,6 +41,7 @@ from genre_torch.core.training.latest import LatestCheckpoint
 from genre_torch.core.training.provenance import check_against, data_file
 from genre_torch.core.training.provenance_callback import Provenance
 from genre_torch.core.training.runs import claim_evaluation, claim_version, discard, resumed_version
+from genre_torch.core.training.switching import inherited_settings
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
 # `--trainer.callbacks+=Timer` died on its default interval=Interval.step. Enums are dumped as their value.
@@ -86,10 +88,14 @@ class GenreCLI(LightningCLI):
         self.test_callbacks = list(test_callbacks or [])
         kwargs.setdefault("parser_class", OneLineParser)
         self.claimed: list[Path] = []
+        self.compiling = False  # --model.compile: a compile that fails on the filesystem is one line
         try:
             super().__init__(*args, **kwargs)
-        except BaseException:
+        except BaseException as e:
             self.discard_unfinished()
+            failed = compile_cache.compile_error(e) if self.compiling else None
+            if failed is not None:
+                raise failed from None
             if signals.received() is not None:  # Lightning ends a SIGTERM with SIGTERMException: say it here
                 raise signals.Interrupted(signals.received(), self.resume_hint()) from None
             raise
@@ -147,12 +153,13 @@ class GenreCLI(LightningCLI):
         """Parse, then check --ckpt_path before LightningCLI reads hyperparameters from it. test and validate take
         the data settings from the checkpoint (its dataset spec included); --config and --data.* given override them."""
         super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args
+        self.argv = [str(a) for a in argv] if isinstance(argv, list) else []
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         if not ckpt:
             return
         check_checkpoint(ckpt)
-        argv = sys.argv[1:] if args is None else args
         if sub in ("test", "validate") and isinstance(argv, list) and sub in argv:
             at = argv.index(sub) + 1  # the checkpoint's data first, so that what the user gave comes after it
             super().parse_arguments(parser, [*argv[:at], "--data", json.dumps(checkpoint_data(ckpt)), *argv[at:]])
@@ -180,6 +187,11 @@ class GenreCLI(LightningCLI):
             torch.set_float32_matmul_precision(config["float32_matmul_precision"])
         _check_trainer(config.get("trainer") or {})
         _inject_optimizer(config, self.subcommand)
+        model = config["model"]["init_args"] if "class_path" in config["model"] else config["model"]
+        self.compiling = bool(model.get("compile"))
+        kept = inherited_settings(getattr(self, "argv", []), model.get("backbone"))
+        if kept:  # jsonargparse carried the config backbone's settings over to another class
+            warnings.warn(kept, UserWarning, stacklevel=1)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """A TensorBoardLogger under runs/<dataset>/version_N (N claimed atomically), checkpoints beside it."""
@@ -387,15 +399,50 @@ def _same_component(a: Any, b: Any) -> bool:
     return name_a == name_b and all(args_b[k] == v for k, v in args_a.items() if k in args_b)
 
 
+FINAL_RUN = "final"  # runs/<dataset>/version_N/final: the final metrics, which TensorBoard's HParams tab reads
+
+
 def log_final(trainer: Trainer, params: dict[str, Any], metrics: dict[str, float]) -> None:
     """Give every logger the run's settings and final metrics (TensorBoard: one HParams row), then close it."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics)
+            _log_final_to_tensorboard(logger, params, metrics)
         else:  # Lightning's Logger API takes the two apart (CSVLogger has no metrics argument)
             logger.log_hyperparams(params)
             logger.log_metrics(metrics, step=trainer.global_step)
         logger.finalize("success")  # flush and close the writer
+
+
+def final_tag(name: str) -> str:
+    """The TensorBoard tag of a final metric: hp/val_acc -> val/acc, hp/test_macro_f1 -> test/macro_f1, hp/epochs ->
+    train/epochs, so that it joins the curves' chart groups instead of an `hp` group sorted above them."""
+    name = name.removeprefix("hp/")
+    stage, _, rest = name.partition("_")
+    return f"{stage}/{rest}" if stage in ("train", "val", "test") and rest else f"train/{name}"
+
+
+@rank_zero_only
+def _log_final_to_tensorboard(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """One HParams row: the settings in the run's own events, the final metrics as single points in its `final`
+    sub-run (Lightning's log_hyperparams would write them at step 0 into the run's own chart groups)."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
+    tags = {final_tag(k): float(v) for k, v in metrics.items()}
+    with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
+        for tag, value in tags.items():
+            final.add_scalar(tag, value, global_step=0)
+    experiment, start, end = hparams(params, tags)
+    plugin = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(plugin.content)
+    for info in data.experiment.metric_infos:  # read from <run>/final
+        info.name.group = FINAL_RUN
+    plugin.content = data.SerializeToString()
+    with SummaryWriter(str(logger.log_dir)) as writer:  # the run's own writer is closed after the test
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
 
 
 def run_checkpoint(trainer: Trainer) -> ModelCheckpoint | None:

@@ -64,9 +64,9 @@ def watch() -> dict[int, Any]:
 def restore(previous: dict[int, Any]) -> None:
     """Put back the handlers `watch()` found and forget the signals it recorded (a process running commands in
     turn, such as the tests: the next one is not interrupted by this one's signal)."""
-    _received.clear()
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    _received.clear()
 
 
 def received() -> int | None:
