@@ -42,7 +42,7 @@ def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     table = out.split("| dataset |", 1)[1].splitlines()[2:]  # the final table, after its header
     cells = [re.split(r"\s*\|\s*", line)[1:-1] for line in table]
     assert len(cells) == 3 * (len(models) + 2)  # (models + the network's seed ensemble + the blend) x 3 splits
-    assert [c[2] for c in cells] == [s for s in ("canonical", "song", "artist") for _ in range(len(models) + 2)]
+    assert [c[2] for c in cells] == [s for s in ("song", "artist", "canonical") for _ in range(len(models) + 2)]
     assert all(c[3].startswith("blend, equal weights: ") for c in cells[len(models) + 1 :: len(models) + 2])
     for row in cells:
         assert 10.0 < float(row[4].split(" ")[0]) <= 100.0, row  # 10 genres: chance is 10 %
@@ -198,7 +198,7 @@ def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> N
     more = bench("0", "1")  # seed 0 is kept: only seed 1 trains
     assert more.stderr.count("RESULT ") == 1 and "seed 1" in more.stderr and "kept: 1 of 2 tasks" in more.stderr
     assert per_seed(more)[0] == per_seed(first)[0] and len(per_seed(more)) == 2
-    lines = readme.read_text().splitlines()  # the table between the markers is the run's canonical rows
+    lines = readme.read_text().splitlines()  # the table between the markers is the run's model x split table
     assert lines[:2] == ["# title", "<!-- benchmark_accuracy:begin -->"] and lines[-2:] == [MARKER_END, "end"]
     assert "old table" not in lines and "--seeds 0 1" in lines[2]
     assert re.search(r", commit [0-9a-f]{7}(\+dirty)?, data music_genre_quick.csv sha256 [0-9a-f]{12}\)", lines[2])
