@@ -139,9 +139,11 @@ def single_threaded(parent: int | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     if parent is not None and sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL: a worker inside a Lightning fit (pytabkit's RealMLP) has Lightning's SIGTERM handler, which only
+        # asks the fit to stop; one trained on for an hour after its benchmark was killed. Results are written whole.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # it died while this worker was starting, before the signal was asked for
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     os.environ["OMP_NUM_THREADS"] = "1"
     threadpool_limits(1)
