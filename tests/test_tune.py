@@ -295,3 +295,30 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retry) == 1 and retry[0].state in FINISHED and retry[0].params == killed.params  # ...and retried
     assert len([t for t in trials if t.state in FINISHED]) == 4
+
+
+def test_a_surplus_trial_prints_no_traceback(monkeypatch) -> None:
+    """Two workers racing for a study's last trial: the loser's trial stops as Surplus without Optuna's traceback."""
+    import io
+    import logging
+
+    from genre_torch.tools import search
+    from genre_torch.tools.search_trial import Surplus
+
+    def surplus(trial: optuna.Trial) -> float:
+        raise Surplus("the study already has 1 trials")
+
+    optuna.logging.get_logger("optuna")  # Optuna's stderr handler exists from here on
+    handler = next(h for h in logging.getLogger("optuna").handlers if type(h) is logging.StreamHandler)
+    monkeypatch.setattr(handler, "stream", io.StringIO())
+    monkeypatch.setattr(handler, "filters", [])  # taken back when the test ends
+    study = optuna.create_study()
+    study.optimize(surplus, n_trials=1, catch=(Surplus,))
+    assert "Traceback" in handler.stream.getvalue()  # Optuna's own report, before
+    handler.stream = io.StringIO()
+    search.quiet_surplus()
+    study.optimize(surplus, n_trials=1, catch=(Surplus,))
+    study.optimize(lambda trial: 1.0, n_trials=1)
+    err = handler.stream.getvalue()
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert "Trial 1" not in err and "Traceback" not in err and "Trial 2 finished" in err

@@ -22,6 +22,7 @@ validation metrics (HParams tab): `tensorboard --logdir <runs_dir>/<study>`; the
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import multiprocessing.connection
 import sys
@@ -121,9 +122,36 @@ def search(argv: list[str], grid: bool) -> None:
     report_grid(study, space, args.out or folder / "summary.md") if grid else report_best(study, space, job, args.out)
 
 
+class _QuietSurplus(logging.Filter):
+    """Drops Optuna's report of a trial that stopped as Surplus: a traceback, then "failed with value None"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trials: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the records of a Surplus trial."""
+        from genre_torch.tools.search_trial import Surplus
+
+        words = record.getMessage().split()
+        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
+        if record.exc_info and isinstance(record.exc_info[1], Surplus) and number:
+            self.trials.add(number)
+            return False
+        return number not in self.trials
+
+
+def quiet_surplus() -> None:
+    """Keep Optuna from printing a traceback for each Surplus trial (two workers racing for the last one)."""
+    for handler in logging.getLogger("optuna").handlers:  # Optuna's own stderr handler
+        if not any(isinstance(f, _QuietSurplus) for f in handler.filters):
+            handler.addFilter(_QuietSurplus())
+
+
 def work(job: Job) -> None:
     """A worker: claim and run trials until the study has its trials (or grid cells) finished or time is up."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet_surplus()
     sampler = optuna.samplers.TPESampler(constant_liar=True)  # workers running together avoid the same point
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
     if job.trials is None:
