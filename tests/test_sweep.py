@@ -146,3 +146,19 @@ def test_bench_search_gpu_without_a_gpu_is_a_usage_error(data_env) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--gpu"]
     out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--gpu needs a CUDA GPU" in out.stderr and not out.stdout
+
+
+def test_resuming_a_grid_queues_again_a_cell_that_failed_without_a_retry(tmp_path) -> None:
+    """A cell whose trial failed (an error, or a worker stopped between failing a stale trial and queuing its
+    retry) runs again when the sweep resumes; cells that finished or still wait are not queued twice."""
+    from genre_torch.tools.search_storage import open_storage, open_study
+
+    url, cells = f"sqlite:///{tmp_path / 'study.db'}", [{"seed_everything": s} for s in range(3)]
+    open_study(open_storage(url, 60), "lost", {}, cells)
+    study = optuna.load_study(study_name="lost", storage=url)
+    study.optimize(lambda t: 1.0, n_trials=1)  # cell 0 completes
+    study.optimize(lambda t: float("nan") if t.user_attrs["cell"] == 1 else 1.0, n_trials=1)  # cell 1 fails
+    open_study(open_storage(url, 60), "lost", {}, cells)  # the resumed sweep
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["cell"] for t in waiting) == [1, 2]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"seed_everything": 2}, {"seed_everything": 1}]

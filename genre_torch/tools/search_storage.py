@@ -29,6 +29,8 @@ from sqlalchemy.engine import make_url
 
 from genre_torch.core.errors import GenreTorchError
 
+State = optuna.trial.TrialState
+
 
 def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
     """Make every transaction of a pysqlite engine take the database's write lock when it begins."""
@@ -106,11 +108,25 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, identity: dict[st
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
-        return _join(optuna.load_study(study_name=name, storage=storage), identity)
+        study = optuna.load_study(study_name=name, storage=storage)
+        _join(study, identity)
+        return _requeue_lost_cells(study, cells)
     study.set_user_attr("identity", identity)
     for i, cell in enumerate(cells or []):
         study.enqueue_trial(cell, user_attrs={"cell": i})
     study.set_user_attr("ready", True)
+
+
+def _requeue_lost_cells(study: optuna.Study, cells: list | None) -> None:
+    """Queue again each grid cell whose trials all failed with no retry queued (an error, or a worker stopped
+    between failing a stale trial and queuing its retry): resuming runs every cell once."""
+    live = (State.COMPLETE, State.PRUNED, State.RUNNING, State.WAITING)
+    trials = study.get_trials(deepcopy=False)
+    alive = {t.user_attrs.get("cell") for t in trials if t.state in live}
+    failed = {t.user_attrs["cell"] for t in trials if t.state == State.FAIL and "cell" in t.user_attrs}
+    for i in sorted(failed - alive):
+        if cells is not None and i < len(cells):
+            study.enqueue_trial(cells[i], user_attrs={"cell": i})
 
 
 def _join(study: optuna.Study, identity: dict[str, Any], wait: float = 120.0) -> None:
