@@ -91,6 +91,7 @@ def test_importance_writes_csv_png_and_tensorboard(capsys, tmp_path) -> None:
     assert f"test accuracy {run.test_acc:.4f}" in out  # same test rows as the report
     events = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload()
     assert "importance/permutation" in events.Tags()["images"]
+    assert events.Tags()["scalars"] == []  # no chart group of single dots before the curves
 
 
 def test_importance_bad_input(capsys, tmp_path, monkeypatch) -> None:

@@ -109,7 +109,7 @@ def main(argv: list[str]) -> None:
 
 
 def write(logger: TensorBoardLogger, table: pd.DataFrame, title: str, ckpt_path: str) -> None:
-    """importance.csv, importance.png and TensorBoard text, figure and scalars in the logger's version folder."""
+    """importance.csv, importance.png and TensorBoard text and figure in the logger's version folder."""
     out = logger.log_dir
     logger.experiment.add_text("importance/checkpoint", ckpt_path)
     fig = figures.bars(
@@ -121,7 +121,5 @@ def write(logger: TensorBoardLogger, table: pd.DataFrame, title: str, ckpt_path:
     )
     table.to_csv(f"{out}/importance.csv", index=False)
     fig.savefig(f"{out}/importance.png", dpi=100, bbox_inches="tight")
-    logger.experiment.add_figure("importance/permutation", fig)
-    for row in table.itertuples():
-        logger.experiment.add_scalar(f"importance/{row.column}", row.importance_mean)
+    logger.experiment.add_figure("importance/permutation", fig)  # no scalars: single dots before the curves
     logger.finalize("success")
