@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +88,22 @@ def test_class_paths_from_before_the_core_had_wings_still_load(tmp_path) -> None
     torch.save(ckpt, path)
     rows = pd.read_csv(run.test_rows)
     assert load_predictor(path).predict(rows).equals(load_predictor(run.ckpt).predict(rows))
+
+
+def test_a_checkpoint_with_the_old_preprocessor_keys_predicts_and_exports(tmp_path) -> None:
+    """Before they were named center / scale, the datamodule state kept the (x - center) / scale statistics as
+    mean / std (which held median / IQR under robust scaling)."""
+    run = trained("music_genre")
+    ckpt = torch.load(run.ckpt, weights_only=True)
+    pre = ckpt["GenreDataModule"]["preprocessor"]
+    ckpt["GenreDataModule"]["preprocessor"] = {{"center": "mean", "scale": "std"}.get(k, k): v for k, v in pre.items()}
+    assert {"mean", "std"} <= set(ckpt["GenreDataModule"]["preprocessor"]) and {"center", "scale"} <= set(pre)
+    path = tmp_path / "old_keys.ckpt"
+    torch.save(ckpt, path)
+    rows = pd.read_csv(run.test_rows)
+    assert load_predictor(path).predict(rows).equals(load_predictor(run.ckpt).predict(rows))
+    for name, source in (("old", path), ("new", run.ckpt)):
+        main(["export", "--ckpt_path", str(source), "--format", "torchscript", "--output", str(tmp_path / name)])
+    old, new = (torch.jit.load(tmp_path / n) for n in ("old", "new"))
+    x = torch.randn(5, len(json.loads((tmp_path / "new.json").read_text())["columns"]))
+    assert torch.equal(old(x), new(x))

@@ -5,7 +5,10 @@
   the module at its new path (the same object), through a finder installed when genre_torch.core is imported.
 - LEGACY_NAMES: backbone names of the registry before backbones were classes (`arch: mlp`).
 - legacy_optimizer: optimiser settings before optimisers were injected (optimizer: adam, lr, scheduler, ...).
-- data_state: where a checkpoint keeps its data state (the datamodule's state_dict, or the older CHECKPOINT_KEY).
+- preprocessor_state: the Preprocessor's state keys before they said what they hold (mean / std, which held
+  median / IQR under robust scaling, are now center / scale); checkpoints and prepared folders keep loading.
+- data_state: where a checkpoint keeps its data state (the datamodule's state_dict, or the older CHECKPOINT_KEY),
+  its preprocessor state in current names.
 
 Pure Python: importing it imports neither torch nor Lightning.
 """
@@ -35,6 +38,7 @@ MOVED: dict[str, str] = {
 LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}
 LEGACY_SCHEDULES = {"cosine": "WarmupCosine", "coslog4": "CosLog4", "onecycle": "OneCycle"}
 CHECKPOINT_KEY = "genre_torch"  # where checkpoints kept the data state before it was the datamodule's state_dict
+PREPROCESSOR_KEYS = {"mean": "center", "std": "scale"}  # old -> new key of the (x - center) / scale statistics
 
 
 def new_path(path: str) -> str:
@@ -89,12 +93,26 @@ def legacy_optimizer(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def preprocessor_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A Preprocessor state (checkpoint or prepared folder) in current key names: a copy with the old keys
+    (PREPROCESSOR_KEYS) renamed, or `state` itself when it holds none of them."""
+    old = [k for k in PREPROCESSOR_KEYS if k in state and PREPROCESSOR_KEYS[k] not in state]
+    if not old:
+        return state
+    return {(PREPROCESSOR_KEYS[k] if k in old else k): v for k, v in state.items()}
+
+
 def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader).
 
     Lightning saves the datamodule's state_dict under the datamodule's class name; older checkpoints under
-    CHECKPOINT_KEY, written by the module.
+    CHECKPOINT_KEY, written by the module. The state itself, or a copy where its preprocessor state had old keys.
     """
     if isinstance(ckpt.get(CHECKPOINT_KEY), dict):
-        return ckpt[CHECKPOINT_KEY]
-    return next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
+        state = ckpt[CHECKPOINT_KEY]
+    else:
+        state = next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
+    pre = state.get("preprocessor") if state is not None else None
+    if isinstance(pre, dict) and preprocessor_state(pre) is not pre:
+        state = {**state, "preprocessor": preprocessor_state(pre)}
+    return state

@@ -157,7 +157,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_checkpoint(path)  # exists, zip checksums, readable, a genre_torch checkpoint, finite weights
     if "hyper_parameters" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no model settings in it)")
-    check_finite({"data state": data_state(ckpt)}, path, "data state")  # the preprocessing's median, mean and std
+    check_finite({"data state": data_state(ckpt)}, path, "data state")  # the preprocessing's median, center and scale
     check_consistent(ckpt, path)
     return ckpt
 

@@ -68,7 +68,7 @@ def check_finite(folder: Path, state: dict[str, Any]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    for name in ("median", "mean", "std"):
+    for name in ("median", "center", "scale"):
         bad = [c for c, v in zip(state["numeric"], state[name], strict=True) if not np.isfinite(v)]
         if bad:
             raise GenreTorchError(
