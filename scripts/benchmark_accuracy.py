@@ -40,8 +40,8 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from genre_torch.core.training.checkpoint_io import atomic_path
 from genre_torch.core.training.provenance import stamp
+from genre_torch.core.training.safe_files import atomic_path
 from genre_torch.tools.anchors import ANCHORS, missing
 from genre_torch.tools.benchmark import (
     blend,

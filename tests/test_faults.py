@@ -1,6 +1,6 @@
 """Fault suite (issue 13): corrupt or non-finite checkpoints, unscorable rows, a dataset mismatch, NaN tool outputs.
 
-Output paths and full disks: test_fault_outputs.py; checkpoint writes: test_checkpoint_io.py; fuzzing: test_fuzz.py.
+Output paths and full disks: test_fault_outputs.py; checkpoint writes: test_safe_files.py; fuzzing: test_fuzz.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Compatibility with what older versions of genre_torch wrote: the one place that knows the old names.
 
-- MOVED: module paths before the core was divided into data / models / training wings. Class paths stored in
-  checkpoints and configs (e.g. `genre_torch.core.losses.CrossEntropy`) keep importing: an old module path is
-  the module at its new path (the same object), through a finder installed when genre_torch.core is imported.
+- MOVED: module paths before the core was divided into data / models / training wings, and modules renamed
+  since (RENAMED). Class paths stored in checkpoints and configs (e.g. `genre_torch.core.losses.CrossEntropy`)
+  keep importing: an old module path is the module at its current path (the same object), through a finder
+  installed when genre_torch.core is imported.
 - LEGACY_NAMES: backbone names of the registry before backbones were classes (`arch: mlp`).
 - legacy_optimizer: optimiser settings before optimisers were injected (optimizer: adam, lr, scheduler, ...).
 - preprocessor_state: the Preprocessor's state keys before they said what they hold (mean / std, which held
@@ -29,10 +30,14 @@ _TRAINING = (
     "atomic_io", "checkpoint_io", "checkpoints", "console", "fast", "latest", "lightning_cli", "losses", "module",
     "provenance", "provenance_callback", "runs", "schedules", "signals", "transforms",
 )  # fmt: skip
-MOVED: dict[str, str] = {
-    **{f"genre_torch.core.{n}": f"genre_torch.core.data.{n}" for n in _DATA},
-    **{f"genre_torch.core.datasets{s}": f"genre_torch.core.data.datasets{s}" for s in _DATASETS},
-    **{f"genre_torch.core.{n}": f"genre_torch.core.training.{n}" for n in _TRAINING},
+_WINGS = {
+    **{n: f"data.{n}" for n in _DATA},
+    **{f"datasets{s}": f"data.datasets{s}" for s in _DATASETS},
+    **{n: f"training.{n}" for n in _TRAINING},
+}  # old path -> path in its wing, under genre_torch.core
+RENAMED = {"training.checkpoint_io": "training.safe_files"}  # renamed in its wing: old -> current, the same
+MOVED: dict[str, str] = {  # old module path -> current module path, one step (a wing move and a rename in one)
+    f"genre_torch.core.{old}": f"genre_torch.core.{RENAMED.get(new, new)}" for old, new in {**_WINGS, **RENAMED}.items()
 }
 
 LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}

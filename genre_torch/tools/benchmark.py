@@ -28,9 +28,9 @@ from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.core.data.datasets import get_spec
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.data.songs import has_twin
-from genre_torch.core.training.checkpoint_io import atomic_path
 from genre_torch.core.training.module import GenreClassifier
 from genre_torch.core.training.provenance import code_record, data_record, describe_code
+from genre_torch.core.training.safe_files import atomic_path
 from genre_torch.tools import anchors
 from genre_torch.tools.trees import fit_predict_hgb, hgb_model
 

@@ -25,7 +25,7 @@ from genre_torch.core.compat import data_state, preprocessor_state
 from genre_torch.core.data.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models.ensemble import PackedEnsemble
-from genre_torch.core.training.checkpoint_io import atomic_path
+from genre_torch.core.training.safe_files import atomic_path
 from genre_torch.tools import parsers
 from genre_torch.tools.common import check_output
 from genre_torch.tools.predict import load_backbone, load_checkpoint

@@ -31,9 +31,9 @@ from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models import Backbone
 from genre_torch.core.models.ensemble import build_backbone
-from genre_torch.core.training.checkpoint_io import atomic_path, check_finite
 from genre_torch.core.training.checkpoints import model_arguments, read_checkpoint
 from genre_torch.core.training.provenance import check_against
+from genre_torch.core.training.safe_files import atomic_path, check_finite
 from genre_torch.tools import parsers
 
 TOP_K = 3
