@@ -78,6 +78,11 @@ def test_class_paths_from_before_the_core_had_wings_still_load(tmp_path) -> None
     assert new_path("genre_torch.core.checkpoint_io.atomic_path") == "genre_torch.core.training.safe_files.atomic_path"
     old_top, old_in_wing = (importlib.import_module(f"genre_torch.core.{w}checkpoint_io") for w in ("", "training."))
     assert old_top is old_in_wing is importlib.import_module("genre_torch.core.training.safe_files")  # renamed
+    assert new_path("genre_torch.core.encoders.TargetEncoder") == "genre_torch.core.data.target_encoding.TargetEncoder"
+    assert new_path("genre_torch.core.data.titles.TextEncoder") == "genre_torch.core.data.text_encoding.TextEncoder"
+    from genre_torch.core.data.text_encoding import TextEncoder
+
+    assert importlib.import_module("genre_torch.core.titles").TextEncoder is TextEncoder
     import genre_torch.core.losses as old_losses
 
     assert old_losses.CrossEntropy is CrossEntropy and all(importlib.import_module(old) for old in MOVED)

@@ -35,7 +35,11 @@ _WINGS = {
     **{f"datasets{s}": f"data.datasets{s}" for s in _DATASETS},
     **{n: f"training.{n}" for n in _TRAINING},
 }  # old path -> path in its wing, under genre_torch.core
-RENAMED = {"training.checkpoint_io": "training.safe_files"}  # renamed in its wing: old -> current, the same
+RENAMED = {  # renamed in its wing: old -> current, under genre_torch.core
+    "data.encoders": "data.target_encoding",
+    "data.titles": "data.text_encoding",
+    "training.checkpoint_io": "training.safe_files",
+}
 MOVED: dict[str, str] = {  # old module path -> current module path, one step (a wing move and a rename in one)
     f"genre_torch.core.{old}": f"genre_torch.core.{RENAMED.get(new, new)}" for old, new in {**_WINGS, **RENAMED}.items()
 }

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from genre_torch.core.compat import preprocessor_state
-from genre_torch.core.data.encoders import TargetEncoder
-from genre_torch.core.data.titles import TextEncoder
+from genre_torch.core.data.target_encoding import TargetEncoder
+from genre_torch.core.data.text_encoding import TextEncoder
 from genre_torch.core.errors import GenreTorchError
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
@@ -40,8 +40,8 @@ class Preprocessor:
     half the min-max range where the quartiles are equal), kept in `center` and `scale`. Categorical columns:
     one-hot over the categories seen in training rows; an unseen or missing category is the all-zero vector.
     Optional extras, appended after these columns: missing-value indicators (numeric columns with gaps in
-    training), target-encoded metadata columns (encoders.TargetEncoder), then target-encoded title n-grams
-    (titles.TextEncoder). Because training rows get an out-of-fold encoding of these (folds grouped by song),
+    training), target-encoded metadata columns (target_encoding.TargetEncoder), then target-encoded title n-grams
+    (text_encoding.TextEncoder). Because training rows get an out-of-fold encoding of these (folds grouped by song),
     encode them with fit_transform(); transform() encodes any other rows with full-train statistics.
     All fitted state is plain tensors and lists.
     """
