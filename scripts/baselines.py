@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from genre_torch.cli import run_cli
 from genre_torch.core.data import GenreDataModule
-from genre_torch.tools.trees import fit_predict_hgb, hgb_model
+from genre_torch.tools.reference_models import fit_predict_hgb, hgb_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("logreg", "rf", "hgb", "kmeans", "mlp")

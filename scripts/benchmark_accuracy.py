@@ -12,12 +12,13 @@ always; a lookup of training labels would score there, a model of music cannot) 
 Models: `best` is configs/<dataset>_<audio|meta>_best.yaml, `mlp` configs/<dataset>.yaml, any other name
 ending in .yaml a config file; networks are trained with `genre-torch fit --config ... --seed_everything SEED`
 plus the row's --data settings (early stopping and checkpoint choice on validation; the best checkpoint is
-tested once). `lightgbm`, `catboost`, `realmlp` (pytabkit) are the anchors of genre_torch/tools/anchors.py and
-`hgb` scikit-learn's HistGradientBoosting: they get the encoded features of the `best` config's data settings.
-An anchor whose package is missing is left out with the reason printed. --meta_columns restricts audio+meta to
-some metadata sources (e.g. track_name: the titles alone). --ensemble adds a row per network: the mean class
-probability of its seed checkpoints. --blend adds a row per dataset, features and split: the mean over the
-models of each model's seed-mean class probability, equal weights (nothing fitted, so no split is used to choose).
+tested once). `lightgbm`, `catboost`, `realmlp` (pytabkit) are the anchors and `hgb` scikit-learn's
+HistGradientBoosting, all of genre_torch/tools/reference_models.py: they get the encoded features of the `best`
+config's data settings. An anchor whose package is missing is left out with the reason printed. --meta_columns
+restricts audio+meta to some metadata sources (e.g. track_name: the titles alone). --ensemble adds a row per
+network: the mean class probability of its seed checkpoints. --blend adds a row per dataset, features and split:
+the mean over the models of each model's seed-mean class probability, equal weights (nothing fitted, so no split is
+used to choose).
 --quick trains on a stratified sample of 3,000 rows for 2 epochs with tiny
 grids (CI smoke test; its numbers mean nothing). --jobs N runs N tasks at a time, each on one thread.
 --out_dir DIR keeps each finished task's result (and a network's checkpoints) in DIR as it ends: the same command
@@ -40,9 +41,8 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from genre_torch.core.training.checkpoint_io import atomic_path
 from genre_torch.core.training.provenance import stamp
-from genre_torch.tools.anchors import ANCHORS, missing
+from genre_torch.core.training.safe_files import atomic_path
 from genre_torch.tools.benchmark import (
     blend,
     config_data,
@@ -55,6 +55,7 @@ from genre_torch.tools.benchmark import (
     summary,
     task_key,
 )
+from genre_torch.tools.reference_models import ANCHORS, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("song", "artist", "canonical")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from genre_torch.core.training.provenance import code_record, describe_code
-from genre_torch.tools import anchors
 from genre_torch.tools.benchmark import blend
+from genre_torch.tools.reference_models import ANCHORS, fit_anchor, missing
 from tests.conftest import real_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ MARKER_END = "<!-- benchmark_accuracy:end -->"
 @pytest.mark.slow
 def test_benchmark_quick_prints_a_table(tmp_path) -> None:
     folder = real_file("music_genre").parent
-    models = [m for m in anchors.ANCHORS if not anchors.missing(m)] + ["best"]
+    models = [m for m in ANCHORS if not missing(m)] + ["best"]
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_accuracy.py"), "--quick", "--datasets", "music_genre"]
     cmd += ["--features", "audio+meta", "--seeds", "0", "--ensemble", "--blend", "--models", *models]
     env = {"GENRE_TORCH_DATA_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
@@ -125,16 +125,16 @@ def test_killing_the_benchmark_stops_its_workers(tmp_path) -> None:
 MARKS = {"realmlp": [pytest.mark.slow], "lightgbm": [pytest.mark.filterwarnings("error")]}
 
 
-@pytest.mark.parametrize("name", [pytest.param(a, marks=MARKS.get(a, [])) for a in anchors.ANCHORS])
+@pytest.mark.parametrize("name", [pytest.param(a, marks=MARKS.get(a, [])) for a in ANCHORS])
 def test_anchor_learns_a_toy_problem_and_keeps_class_columns(name: str) -> None:
-    if anchors.missing(name):
-        pytest.skip(anchors.missing(name))
+    if missing(name):
+        pytest.skip(missing(name))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0.5)  # 4 classes, one absent from validation below
     data = {"train": (x[:400], y[:400]), "val": (x[400:500], np.where(y[400:500] == 3, 0, y[400:500])),
             "test": (x[500:], y[500:])}  # fmt: skip
-    proba, note = anchors.fit_anchor(name, data, 4, seed=0, quick=name != "realmlp")  # its quick 2 epochs: too few
+    proba, note = fit_anchor(name, data, 4, seed=0, quick=name != "realmlp")  # its quick 2 epochs: too few
     assert proba.shape == (100, 4) and np.allclose(proba.sum(1), 1, atol=1e-5) and note
     assert (proba.argmax(1) == y[500:]).mean() > 0.6  # chance is about 0.3
 

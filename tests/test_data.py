@@ -111,7 +111,7 @@ def test_datamodule_state_ignores_val_and_test_rows(data_dir, tmp_path) -> None:
     assert all(np.array_equal(dm.splits[k], dm2.splits[k]) for k in dm.splits)
     a, b = dm.preprocessor.state_dict(), dm2.preprocessor.state_dict()
     assert a["vocab"] == b["vocab"] and a["classes"] == b["classes"]
-    for key in ("median", "mean", "std"):
+    for key in ("median", "center", "scale"):
         assert torch.equal(a[key], b[key])
 
 

@@ -1,5 +1,5 @@
 """Fault suite (issue 13), output side of predict, export, prepare and importance: bad --output paths, read-only
-and full filesystems, a SIGKILL-ed predict's temporary file (checkpoint writes: test_checkpoint_io.py)."""
+and full filesystems, a SIGKILL-ed predict's temporary file (checkpoint writes: test_safe_files.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fault suite (issue 13): corrupt or non-finite checkpoints, unscorable rows, a dataset mismatch, NaN tool outputs.
 
-Output paths and full disks: test_fault_outputs.py; checkpoint writes: test_checkpoint_io.py; fuzzing: test_fuzz.py.
+Output paths and full disks: test_fault_outputs.py; checkpoint writes: test_safe_files.py; fuzzing: test_fuzz.py.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused(capsys, tmp_path, member: str)
 
 
 @pytest.mark.parametrize(
-    ("where", "value"), [("state_dict", float("nan")), ("state_dict", float("inf")), ("mean", float("inf"))]
+    ("where", "value"), [("state_dict", float("nan")), ("state_dict", float("inf")), ("center", float("inf"))]
 )
 def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where: str, value: float) -> None:
     ckpt = torch.load(trained("music_genre").ckpt, weights_only=True)
@@ -67,8 +67,8 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused(capsys, tmp_path, where
         ckpt["state_dict"][name].view(-1)[3] = value
         expected = f"state_dict.{name}"
     else:
-        ckpt["GenreDataModule"]["preprocessor"]["mean"][2] = value
-        expected = "data state.preprocessor.mean"
+        ckpt["GenreDataModule"]["preprocessor"]["center"][2] = value
+        expected = "data state.preprocessor.center"
     torch.save(ckpt, tmp_path / "nan.ckpt")  # a valid archive: its checksums match the bad values
     err = one_line_error(capsys, *predict_args(tmp_path / "nan.ckpt", trained("music_genre").test_rows, "p.csv"))
     assert "non-finite" in err and expected.split(".", 1)[1] in err and "retrain" in err
@@ -245,8 +245,8 @@ def test_prepare_guard_catches_non_finite_values(tmp_path) -> None:
     x[2, 1] = np.nan
     (tmp_path / "train").mkdir()
     pq.write_table(prepare.features_table(np.arange(4), np.zeros(4), x), tmp_path / "train" / "part-0.parquet")
-    state = {"numeric": ["tempo"], "median": [0.0], "mean": [1.0], "std": [1.0]}
+    state = {"numeric": ["tempo"], "median": [0.0], "center": [1.0], "scale": [1.0]}
     with pytest.raises(GenreTorchError, match="prepared train split would hold non-finite feature values"):
         prepare.check_finite(tmp_path, state)
-    with pytest.raises(GenreTorchError, match="fitted mean of column tempo is non-finite"):
-        prepare.check_finite(tmp_path, {**state, "mean": [float("inf")]})
+    with pytest.raises(GenreTorchError, match="fitted center of column tempo is non-finite"):
+        prepare.check_finite(tmp_path, {**state, "center": [float("inf")]})

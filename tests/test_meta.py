@@ -11,9 +11,9 @@ import genre_torch.core.data.datamodule as data_module
 from genre_torch.cli import run_cli
 from genre_torch.core.compat import data_state
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.data.encoders import TargetEncoder
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.data.split import artist_groups
+from genre_torch.core.data.target_encoding import TargetEncoder
 from tests.conftest import make_music_genre, make_spotify_tracks
 from tests.test_cli import fit
 

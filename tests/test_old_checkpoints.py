@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +75,14 @@ def test_class_paths_from_before_the_core_had_wings_still_load(tmp_path) -> None
     assert new_path("genre_torch.core.losses.CrossEntropy") == "genre_torch.core.training.losses.CrossEntropy"
     assert new_path("genre_torch.core.datasets.schema.read_yaml") == "genre_torch.core.data.datasets.schema.read_yaml"
     assert new_path("genre_torch.core.models.realmlp.RealMLP") == "genre_torch.core.models.realmlp.RealMLP"
+    assert new_path("genre_torch.core.checkpoint_io.atomic_path") == "genre_torch.core.training.safe_files.atomic_path"
+    old_top, old_in_wing = (importlib.import_module(f"genre_torch.core.{w}checkpoint_io") for w in ("", "training."))
+    assert old_top is old_in_wing is importlib.import_module("genre_torch.core.training.safe_files")  # renamed
+    assert new_path("genre_torch.core.encoders.TargetEncoder") == "genre_torch.core.data.target_encoding.TargetEncoder"
+    assert new_path("genre_torch.core.data.titles.TextEncoder") == "genre_torch.core.data.text_encoding.TextEncoder"
+    from genre_torch.core.data.text_encoding import TextEncoder
+
+    assert importlib.import_module("genre_torch.core.titles").TextEncoder is TextEncoder
     import genre_torch.core.losses as old_losses
 
     assert old_losses.CrossEntropy is CrossEntropy and all(importlib.import_module(old) for old in MOVED)
@@ -87,3 +96,22 @@ def test_class_paths_from_before_the_core_had_wings_still_load(tmp_path) -> None
     torch.save(ckpt, path)
     rows = pd.read_csv(run.test_rows)
     assert load_predictor(path).predict(rows).equals(load_predictor(run.ckpt).predict(rows))
+
+
+def test_a_checkpoint_with_the_old_preprocessor_keys_predicts_and_exports(tmp_path) -> None:
+    """Before they were named center / scale, the datamodule state kept the (x - center) / scale statistics as
+    mean / std (which held median / IQR under robust scaling)."""
+    run = trained("music_genre")
+    ckpt = torch.load(run.ckpt, weights_only=True)
+    pre = ckpt["GenreDataModule"]["preprocessor"]
+    ckpt["GenreDataModule"]["preprocessor"] = {{"center": "mean", "scale": "std"}.get(k, k): v for k, v in pre.items()}
+    assert {"mean", "std"} <= set(ckpt["GenreDataModule"]["preprocessor"]) and {"center", "scale"} <= set(pre)
+    path = tmp_path / "old_keys.ckpt"
+    torch.save(ckpt, path)
+    rows = pd.read_csv(run.test_rows)
+    assert load_predictor(path).predict(rows).equals(load_predictor(run.ckpt).predict(rows))
+    for name, source in (("old", path), ("new", run.ckpt)):
+        main(["export", "--ckpt_path", str(source), "--format", "torchscript", "--output", str(tmp_path / name)])
+    old, new = (torch.jit.load(tmp_path / n) for n in ("old", "new"))
+    x = torch.randn(5, len(json.loads((tmp_path / "new.json").read_text())["columns"]))
+    assert torch.equal(old(x), new(x))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import torch
 
 from genre_torch.cli import main, run_cli
 from genre_torch.core.data import GenreDataModule
-from genre_torch.core.data.prepared import PreparedData, compare, split_files
+from genre_torch.core.data.prepared import STATE_FILE, PreparedData, compare, split_files
 from genre_torch.core.data.streaming import ParquetBatches
 from genre_torch.core.errors import GenreTorchError
 
@@ -38,10 +40,27 @@ def test_prepared_folder_holds_exactly_the_datamodule_tensors(prepared, capsys) 
         assert torch.equal(dm.tensors[split][0], csv.tensors[split][0])
         assert torch.equal(dm.tensors[split][1], csv.tensors[split][1])
     a, b = dm.preprocessor.state_dict(), csv.preprocessor.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in ("median", "mean", "std")) and a["vocab"] == b["vocab"]
+    assert all(torch.equal(a[k], b[k]) for k in ("median", "center", "scale")) and a["vocab"] == b["vocab"]
     assert compare(prepared, prepared)["max_abs_diff"] == 0.0
     stored = pq.read_table(split_files(prepared, "train")[0], columns=["row_id"]).column("row_id").to_numpy()
     assert sorted(stored) == list(dm.splits["train"]) and (np.diff(stored) < 0).any()  # random order on disk
+
+
+def test_a_folder_prepared_with_the_old_state_keys_still_loads(prepared, tmp_path) -> None:
+    """Before they were named center / scale, preprocessing.json kept the (x - center) / scale statistics as
+    mean / std."""
+    old = tmp_path / "old"
+    shutil.copytree(prepared, old)
+    info = json.loads((old / STATE_FILE).read_text())
+    info["preprocessor"] = {{"center": "mean", "scale": "std"}.get(k, k): v for k, v in info["preprocessor"].items()}
+    assert {"mean", "std"} <= set(info["preprocessor"])
+    (old / STATE_FILE).write_text(json.dumps(info))
+    new, back = PreparedData(prepared).preprocessor, PreparedData(old).preprocessor
+    assert torch.equal(back.center, new.center) and torch.equal(back.scale, new.scale)
+    dm = GenreDataModule("spotify_tracks", path=str(old)).load()
+    assert torch.equal(dm.preprocessor.scale, new.scale)
+    parity = compare(old, prepared)
+    assert parity["max_abs_diff"] == 0.0 and parity["max_rel_state_diff"] == 0.0
 
 
 def test_prepare_refuses_to_overwrite_and_leaves_nothing_half_written(prepared, capsys) -> None:

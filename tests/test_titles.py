@@ -17,7 +17,7 @@ from genre_torch.core.data import GenreDataModule
 from genre_torch.core.data.datasets import DatasetSpec
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.data.songs import has_twin, song_groups
-from genre_torch.core.data.titles import Analyzer, TextEncoder
+from genre_torch.core.data.text_encoding import Analyzer, TextEncoder
 from genre_torch.core.errors import GenreTorchError
 from tests.conftest import make_music_genre
 from tests.test_cli import fit

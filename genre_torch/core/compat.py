@@ -1,11 +1,15 @@
 """Compatibility with what older versions of genre_torch wrote: the one place that knows the old names.
 
-- MOVED: module paths before the core was divided into data / models / training wings. Class paths stored in
-  checkpoints and configs (e.g. `genre_torch.core.losses.CrossEntropy`) keep importing: an old module path is
-  the module at its new path (the same object), through a finder installed when genre_torch.core is imported.
+- MOVED: module paths before the core was divided into data / models / training wings, and modules renamed
+  since (RENAMED). Class paths stored in checkpoints and configs (e.g. `genre_torch.core.losses.CrossEntropy`)
+  keep importing: an old module path is the module at its current path (the same object), through a finder
+  installed when genre_torch.core is imported.
 - LEGACY_NAMES: backbone names of the registry before backbones were classes (`arch: mlp`).
 - legacy_optimizer: optimiser settings before optimisers were injected (optimizer: adam, lr, scheduler, ...).
-- data_state: where a checkpoint keeps its data state (the datamodule's state_dict, or the older CHECKPOINT_KEY).
+- preprocessor_state: the Preprocessor's state keys before they said what they hold (mean / std, which held
+  median / IQR under robust scaling, are now center / scale); checkpoints and prepared folders keep loading.
+- data_state: where a checkpoint keeps its data state (the datamodule's state_dict, or the older CHECKPOINT_KEY),
+  its preprocessor state in current names.
 
 Pure Python: importing it imports neither torch nor Lightning.
 """
@@ -26,15 +30,24 @@ _TRAINING = (
     "atomic_io", "checkpoint_io", "checkpoints", "console", "fast", "latest", "lightning_cli", "losses", "module",
     "provenance", "provenance_callback", "runs", "schedules", "signals", "transforms",
 )  # fmt: skip
-MOVED: dict[str, str] = {
-    **{f"genre_torch.core.{n}": f"genre_torch.core.data.{n}" for n in _DATA},
-    **{f"genre_torch.core.datasets{s}": f"genre_torch.core.data.datasets{s}" for s in _DATASETS},
-    **{f"genre_torch.core.{n}": f"genre_torch.core.training.{n}" for n in _TRAINING},
+_WINGS = {
+    **{n: f"data.{n}" for n in _DATA},
+    **{f"datasets{s}": f"data.datasets{s}" for s in _DATASETS},
+    **{n: f"training.{n}" for n in _TRAINING},
+}  # old path -> path in its wing, under genre_torch.core
+RENAMED = {  # renamed in its wing: old -> current, under genre_torch.core
+    "data.encoders": "data.target_encoding",
+    "data.titles": "data.text_encoding",
+    "training.checkpoint_io": "training.safe_files",
+}
+MOVED: dict[str, str] = {  # old module path -> current module path, one step (a wing move and a rename in one)
+    f"genre_torch.core.{old}": f"genre_torch.core.{RENAMED.get(new, new)}" for old, new in {**_WINGS, **RENAMED}.items()
 }
 
 LEGACY_NAMES = {"mlp": "MLP", "plr_mlp": "PLRMLP", "resmlp": "ResMLP", "tabm": "TabM"}
 LEGACY_SCHEDULES = {"cosine": "WarmupCosine", "coslog4": "CosLog4", "onecycle": "OneCycle"}
 CHECKPOINT_KEY = "genre_torch"  # where checkpoints kept the data state before it was the datamodule's state_dict
+PREPROCESSOR_KEYS = {"mean": "center", "std": "scale"}  # old -> new key of the (x - center) / scale statistics
 
 
 def new_path(path: str) -> str:
@@ -89,12 +102,26 @@ def legacy_optimizer(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def preprocessor_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A Preprocessor state (checkpoint or prepared folder) in current key names: a copy with the old keys
+    (PREPROCESSOR_KEYS) renamed, or `state` itself when it holds none of them."""
+    old = [k for k in PREPROCESSOR_KEYS if k in state and PREPROCESSOR_KEYS[k] not in state]
+    if not old:
+        return state
+    return {(PREPROCESSOR_KEYS[k] if k in old else k): v for k, v in state.items()}
+
+
 def data_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     """The data state a checkpoint was trained with: dataset name, spec and fitted preprocessing (one reader).
 
     Lightning saves the datamodule's state_dict under the datamodule's class name; older checkpoints under
-    CHECKPOINT_KEY, written by the module.
+    CHECKPOINT_KEY, written by the module. The state itself, or a copy where its preprocessor state had old keys.
     """
     if isinstance(ckpt.get(CHECKPOINT_KEY), dict):
-        return ckpt[CHECKPOINT_KEY]
-    return next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
+        state = ckpt[CHECKPOINT_KEY]
+    else:
+        state = next((v for v in ckpt.values() if isinstance(v, dict) and {"preprocessor", "spec"} <= set(v)), None)
+    pre = state.get("preprocessor") if state is not None else None
+    if isinstance(pre, dict) and preprocessor_state(pre) is not pre:
+        state = {**state, "preprocessor": preprocessor_state(pre)}
+    return state

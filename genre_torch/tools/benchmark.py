@@ -28,11 +28,10 @@ from genre_torch.core.data import GenreDataModule, find_data_file, read_csv
 from genre_torch.core.data.datasets import get_spec
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.data.songs import has_twin
-from genre_torch.core.training.checkpoint_io import atomic_path
 from genre_torch.core.training.module import GenreClassifier
 from genre_torch.core.training.provenance import code_record, data_record, describe_code
-from genre_torch.tools import anchors
-from genre_torch.tools.trees import fit_predict_hgb, hgb_model
+from genre_torch.core.training.safe_files import atomic_path
+from genre_torch.tools.reference_models import fit_anchor, fit_predict_hgb, hgb_model
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 
@@ -85,7 +84,7 @@ def run_net(config: Path, data: dict, seed: int, workdir: str, quick: bool) -> d
 
 
 def run_anchor(name: str, data: dict, seed: int, quick: bool) -> dict:
-    """A tabular anchor (tools/anchors.py) or HistGradientBoosting (hgb) on the networks' encoded features."""
+    """A tabular anchor or HistGradientBoosting (hgb; tools/reference_models.py) on the networks' encoded features."""
     dm = GenreDataModule(**data).load()
     splits = {s: tuple(t.numpy() for t in dm.tensors[s]) for s in ("train", "val", "test")}
     start = time.perf_counter()
@@ -94,7 +93,7 @@ def run_anchor(name: str, data: dict, seed: int, quick: bool) -> dict:
         model = hgb_model(20 if quick else 300, seed)
         predicted, note = fit_predict_hgb(model, *splits["train"], *splits["val"], splits["test"][0])
     else:
-        proba, note = anchors.fit_anchor(name, splits, dm.num_classes, seed, quick)
+        proba, note = fit_anchor(name, splits, dm.num_classes, seed, quick)
         predicted = proba.argmax(1)
     return outcome(dm, predicted, time.perf_counter() - start, note, proba=proba)
 

@@ -21,17 +21,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genre_torch.core.compat import data_state
+from genre_torch.core.compat import data_state, preprocessor_state
 from genre_torch.core.data.datasets import spec_from_checkpoint_state
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models.ensemble import PackedEnsemble
-from genre_torch.core.training.checkpoint_io import atomic_path
+from genre_torch.core.training.safe_files import atomic_path
 from genre_torch.tools import parsers
 from genre_torch.tools.common import check_output
 from genre_torch.tools.predict import load_backbone, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
-SUPPORTED_STATE = {"numeric", "scaling", "categorical", "median", "mean", "std", "vocab", "classes", "indicators"}
+SUPPORTED_STATE = {"numeric", "scaling", "categorical", "median", "center", "scale", "vocab", "classes", "indicators"}
 
 
 class ExportedModel(nn.Module):
@@ -39,6 +39,7 @@ class ExportedModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, state: dict[str, Any]) -> None:
         super().__init__()
+        state = preprocessor_state(state)
         unsupported = sorted(k for k, v in state.items() if k not in SUPPORTED_STATE and v)
         if unsupported:
             raise GenreTorchError(
@@ -46,7 +47,7 @@ class ExportedModel(nn.Module):
                 "features (text metadata); score such a model with `genre-torch predict`"
             )
         self.backbone, self.num_numeric = backbone, len(state["numeric"])
-        for name in ("median", "mean", "std"):
+        for name in ("median", "center", "scale"):
             self.register_buffer(name, torch.as_tensor(state[name], dtype=torch.float64))
         self.sizes = [len(state["vocab"][c]) for c in state["categorical"]]
         for j, size in enumerate(self.sizes):
@@ -58,7 +59,7 @@ class ExportedModel(nn.Module):
         """Probabilities of shape (rows, genres) for a raw matrix of shape (rows, columns)."""
         raw = x[:, : self.num_numeric].double()
         missing = torch.isnan(raw)
-        parts = [((torch.where(missing, self.median, raw) - self.mean) / self.std).float()]
+        parts = [((torch.where(missing, self.median, raw) - self.center) / self.scale).float()]
         for j in range(len(self.sizes)):
             column = x[:, self.num_numeric + j : self.num_numeric + j + 1]
             parts.append((column == getattr(self, f"codes{j}")).float())  # -1 / NaN match no category

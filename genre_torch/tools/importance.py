@@ -23,8 +23,8 @@ from genre_torch.core.data import GenreDataModule
 from genre_torch.core.data.datasets import spec_from_checkpoint_state
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.training.checkpoint_io import write_error
 from genre_torch.core.training.runs import claim_evaluation, claim_version, resumed_version
+from genre_torch.core.training.safe_files import write_error
 from genre_torch.tools import figures, parsers
 from genre_torch.tools.predict import Predictor, load_backbone, load_checkpoint
 

@@ -31,9 +31,9 @@ from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.models import Backbone
 from genre_torch.core.models.ensemble import build_backbone
-from genre_torch.core.training.checkpoint_io import atomic_path, check_finite
 from genre_torch.core.training.checkpoints import model_arguments, read_checkpoint
 from genre_torch.core.training.provenance import check_against
+from genre_torch.core.training.safe_files import atomic_path, check_finite
 from genre_torch.tools import parsers
 
 TOP_K = 3
@@ -157,7 +157,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_checkpoint(path)  # exists, zip checksums, readable, a genre_torch checkpoint, finite weights
     if "hyper_parameters" not in ckpt:
         raise GenreTorchError(f"{path} is not a genre_torch checkpoint (no model settings in it)")
-    check_finite({"data state": data_state(ckpt)}, path, "data state")  # the preprocessing's median, mean and std
+    check_finite({"data state": data_state(ckpt)}, path, "data state")  # the preprocessing's median, center and scale
     check_consistent(ckpt, path)
     return ckpt
 

@@ -19,7 +19,7 @@ from genre_torch.core.data import GenreDataModule, find_data_file
 from genre_torch.core.data.datasets import DatasetSpec, get_spec
 from genre_torch.core.data.prepared import FORMAT, SPLITS, STATE_FILE, state_to_json
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.training.checkpoint_io import remove_stale_temps, temp_name, write_error
+from genre_torch.core.training.safe_files import remove_stale_temps, temp_name, write_error
 from genre_torch.tools import parsers
 
 ROW_GROUP_ROWS = 65536
@@ -68,7 +68,7 @@ def check_finite(folder: Path, state: dict[str, Any]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    for name in ("median", "mean", "std"):
+    for name in ("median", "center", "scale"):
         bad = [c for c, v in zip(state["numeric"], state[name], strict=True) if not np.isfinite(v)]
         if bad:
             raise GenreTorchError(

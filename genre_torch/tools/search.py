@@ -43,7 +43,7 @@ import yaml
 
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.training import signals
-from genre_torch.core.training.checkpoint_io import write_error
+from genre_torch.core.training.safe_files import write_error
 from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, covering, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
@@ -237,7 +237,7 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
 
     config = resolved_config([*job.fit_args, *option_args(space.options(best.params))])
     config["seed_everything"] = best.user_attrs.get("seed", config.get("seed_everything"))
-    from genre_torch.core.training.checkpoint_io import atomic_path
+    from genre_torch.core.training.safe_files import atomic_path
 
     target = out or Path(job.folder) / "best.yaml"
     header = f"# genre-torch tune: study {job.study}, best of {len(done)} completed trials: trial {best.number}, "
@@ -249,7 +249,7 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
 
 def report_grid(study: optuna.Study, space: SearchSpace, out: Path) -> None:
     """Print the sweep's markdown summary and write it to `out`."""
-    from genre_torch.core.training.checkpoint_io import atomic_path
+    from genre_torch.core.training.safe_files import atomic_path
 
     text = summary(study, space)
     with atomic_path(out) as tmp:

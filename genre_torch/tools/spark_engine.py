@@ -126,7 +126,8 @@ def assign_splits(spark: Any, spec: DatasetSpec, df: Any, fractions: tuple[float
 
 
 def fit(spec: DatasetSpec, train: Any) -> dict[str, Any]:
-    """The Preprocessor's state from training rows: exact medians, mean and population std, sorted vocabularies."""
+    """The Preprocessor's state from training rows: exact medians, center = mean and scale = population std (standard
+    scaling), sorted vocabularies."""
     from pyspark.sql import functions as F
 
     sets = [F.collect_set(c) for c in (*spec.categorical, spec.target)]  # one pass: medians and vocabularies
@@ -135,15 +136,15 @@ def fit(spec: DatasetSpec, train: Any) -> dict[str, Any]:
     filled = [F.coalesce(F.col(c), F.lit(m)) for c, m in zip(spec.numeric, median, strict=True)]
     moments = train.agg(*[F.avg(f) for f in filled], *[F.stddev_pop(f) for f in filled]).first()
     n = len(spec.numeric)
-    mean, std = [float(v) for v in moments[:n]], [float(v) if v > 0 else 1.0 for v in moments[n:]]
+    center, scale = [float(v) for v in moments[:n]], [float(v) if v > 0 else 1.0 for v in moments[n:]]
     vocab = {c: sorted(row[len(spec.numeric) + i]) for i, c in enumerate(spec.categorical)}
     classes = sorted(row[-1])
     return {
         "numeric": list(spec.numeric),
         "categorical": list(spec.categorical),
         "median": median,
-        "mean": mean,
-        "std": std,
+        "center": center,
+        "scale": scale,
         "vocab": vocab,
         "classes": classes,
     }
@@ -155,8 +156,8 @@ def transform(spec: DatasetSpec, df: Any, state: dict[str, Any]) -> Any:
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    for c, m, mu, sd in zip(spec.numeric, state["median"], state["mean"], state["std"], strict=True):
-        df = df.withColumn(f"{c}#z", (F.coalesce(F.col(c), F.lit(m)) - F.lit(mu)) / F.lit(sd))
+    for c, m, center, scale in zip(spec.numeric, state["median"], state["center"], state["scale"], strict=True):
+        df = df.withColumn(f"{c}#z", (F.coalesce(F.col(c), F.lit(m)) - F.lit(center)) / F.lit(scale))
     cats = list(spec.categorical)
     idx = [f"{c}#i" for c in cats]
     # index k (unseen or missing) is "invalid" for an encoder told there are k categories: with

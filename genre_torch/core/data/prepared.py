@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genre_torch.core.compat import preprocessor_state
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.data.streaming import ParquetBatches, table_arrays
 from genre_torch.core.errors import GenreTorchError
@@ -35,8 +36,9 @@ def state_to_json(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def preprocessor_from_json(state: dict[str, Any]) -> Preprocessor:
-    """The fitted Preprocessor of a preprocessing.json."""
-    tensors = {k: torch.tensor(state[k], dtype=torch.float64) for k in ("median", "mean", "std")}
+    """The fitted Preprocessor of a preprocessing.json (of any version: compat.preprocessor_state)."""
+    state = preprocessor_state(state)
+    tensors = {k: torch.tensor(state[k], dtype=torch.float64) for k in ("median", "center", "scale")}
     return Preprocessor.from_state_dict({**state, **tensors})
 
 
@@ -149,10 +151,10 @@ def compare(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
             out["max_abs_diff"] = max(out["max_abs_diff"], diff)
         else:
             out["max_abs_diff"] = math.inf
-    sa, sb = pa_.info["preprocessor"], pb.info["preprocessor"]
+    sa, sb = (preprocessor_state(p.info["preprocessor"]) for p in (pa_, pb))
     out["same_vocab_classes"] = all(sa[k] == sb[k] for k in ("numeric", "categorical", "vocab", "classes"))
     out["max_rel_state_diff"] = max(
         float(np.max(np.abs(np.subtract(sa[k], sb[k])) / np.maximum(np.abs(sb[k]), 1e-300)))
-        for k in ("median", "mean", "std")
+        for k in ("median", "center", "scale")
     )
     return out

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genre_torch.core.data.encoders import TargetEncoder
-from genre_torch.core.data.titles import TextEncoder
+from genre_torch.core.compat import preprocessor_state
+from genre_torch.core.data.target_encoding import TargetEncoder
+from genre_torch.core.data.text_encoding import TextEncoder
 from genre_torch.core.errors import GenreTorchError
 
 CHUNK_ROWS = 1 << 18  # rows encoded at a time: bounds the float64 intermediates of a large split
@@ -36,11 +37,11 @@ class Preprocessor:
 
     Numeric columns: missing values get the training median, then (x - center) / scale: training mean and
     std (scaling="standard"), or training median and interquartile range (scaling="robust", after RealMLP;
-    half the min-max range where the quartiles are equal), kept in `mean` and `std`. Categorical columns:
+    half the min-max range where the quartiles are equal), kept in `center` and `scale`. Categorical columns:
     one-hot over the categories seen in training rows; an unseen or missing category is the all-zero vector.
     Optional extras, appended after these columns: missing-value indicators (numeric columns with gaps in
-    training), target-encoded metadata columns (encoders.TargetEncoder), then target-encoded title n-grams
-    (titles.TextEncoder). Because training rows get an out-of-fold encoding of these (folds grouped by song),
+    training), target-encoded metadata columns (target_encoding.TargetEncoder), then target-encoded title n-grams
+    (text_encoding.TextEncoder). Because training rows get an out-of-fold encoding of these (folds grouped by song),
     encode them with fit_transform(); transform() encodes any other rows with full-train statistics.
     All fitted state is plain tensors and lists.
     """
@@ -61,7 +62,7 @@ class Preprocessor:
         self.scaling = scaling
         self.numeric = list(numeric)
         self.categorical = list(categorical)
-        self.median = self.mean = self.std = torch.empty(0)
+        self.median = self.center = self.scale = torch.empty(0)
         self.vocab: dict[str, list[str]] = {}
         self.classes: list[str] = []
         self.meta = dict(meta or {})  # column -> separator of multi-valued text (None: one value)
@@ -123,8 +124,8 @@ class Preprocessor:
         columns = [values[:, j] for j in range(values.shape[1])]
         center, scale = robust_scale(columns) if self.scaling == "robust" else standard_scale(columns)
         self.median = torch.tensor(median, dtype=torch.float64)
-        self.mean = torch.tensor(center, dtype=torch.float64)
-        self.std = torch.tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float64)
+        self.center = torch.tensor(center, dtype=torch.float64)
+        self.scale = torch.tensor(np.where(scale > 0, scale, 1.0), dtype=torch.float64)
         self.vocab = {c: sorted(pick(c).dropna().unique().tolist()) for c in self.categorical}
         self.classes = sorted(labels.unique().tolist())
         self.indicators = [c for c, gap in zip(self.numeric, gaps, strict=True) if gap and self.missing_indicators]
@@ -195,7 +196,7 @@ class Preprocessor:
         """Numeric (standardised), one-hot, missing indicators, then (if meta) full-train target encodings."""
         values = torch.from_numpy(df[self.numeric].to_numpy(np.float64))
         values = torch.where(values.isnan(), self.median, values)
-        parts = [((values - self.mean) / self.std).float()]
+        parts = [((values - self.center) / self.scale).float()]
         for col in self.categorical:
             codes = torch.from_numpy(pd.Categorical(df[col], categories=self.vocab[col]).codes.astype(np.int64))
             onehot = torch.zeros(len(df), len(self.vocab[col]) + 1)
@@ -228,8 +229,8 @@ class Preprocessor:
             "scaling": self.scaling,
             "categorical": self.categorical,
             "median": self.median,
-            "mean": self.mean,
-            "std": self.std,
+            "center": self.center,
+            "scale": self.scale,
             "vocab": self.vocab,
             "classes": self.classes,
             "indicators": self.indicators,
@@ -238,10 +239,11 @@ class Preprocessor:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> Preprocessor:
-        """Restore the state written by state_dict()."""
+        """Restore the state written by state_dict() (or by an older version: compat.preprocessor_state)."""
+        state = preprocessor_state(state)
         self.numeric, self.categorical = list(state["numeric"]), list(state["categorical"])
-        self.median, self.mean, self.std = state["median"], state["mean"], state["std"]
-        self.scaling = state.get("scaling", "standard")  # only the names differ: both are (x - mean) / std
+        self.median, self.center, self.scale = state["median"], state["center"], state["scale"]
+        self.scaling = state.get("scaling", "standard")  # only the statistics differ: both are (x - center) / scale
         self.vocab, self.classes = dict(state["vocab"]), list(state["classes"])
         self.indicators = list(state.get("indicators", []))
         self.encoders = {c: TargetEncoder.from_state_dict(e) for c, e in state.get("meta", {}).items()}

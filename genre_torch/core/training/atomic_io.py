@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from genre_torch.core.training.checkpoint_io import atomic_path, check_finite, verify_archive, write_error
+from genre_torch.core.training.safe_files import atomic_path, check_finite, verify_archive, write_error
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -11,7 +11,7 @@ from torch import nn
 
 from genre_torch.core.compat import data_state, legacy_optimizer
 from genre_torch.core.errors import GenreTorchError
-from genre_torch.core.training.checkpoint_io import check_finite, verify_archive
+from genre_torch.core.training.safe_files import check_finite, verify_archive
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

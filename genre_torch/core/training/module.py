@@ -19,8 +19,8 @@ from genre_torch.core.models import Backbone
 from genre_torch.core.models.ensemble import build_backbone
 from genre_torch.core.models.mlp import MLP
 from genre_torch.core.training import schedules
-from genre_torch.core.training.checkpoint_io import nonfinite_tensor
 from genre_torch.core.training.losses import Criterion, CrossEntropy
+from genre_torch.core.training.safe_files import nonfinite_tensor
 from genre_torch.core.training.transforms import BatchTransform
 
 COMPONENTS = {"backbone": Backbone, "criterion": Criterion, "batch_transform": BatchTransform}

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from genre_torch.core.training.checkpoint_io import write_error
+from genre_torch.core.training.safe_files import write_error
 
 
 def claim_version(runs: Path, checkpoints: Path | None = None) -> int:

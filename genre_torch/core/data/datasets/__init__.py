@@ -10,7 +10,7 @@ A spec file (see music_genre.yaml, spotify_tracks.yaml beside this module):
     id_columns: [track_id]        # carried into predictions, never features
     meta: {artist: null}          # metadata columns for features=audio+meta: column -> separator or null
     text: {title: null}           # titles for audio+meta, as word/character n-grams: column -> null (defaults)
-                                  # or {words: 2, chars: 4, min_songs: 2} (see core/data/titles.py)
+                                  # or {words: 2, chars: 4, min_songs: 2} (see core/data/text_encoding.py)
     song_id: track_id             # an id column naming the song: its rows share a split (split: song)
     ignore: [notes]               # columns that are none of the above
     valid_ranges: {duration_ms: [0, null]}  # values outside become missing (null: no bound)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 # |x| above this is no measurement of a song, only overflow or a placeholder such as 1e308: such values are
-# treated like inf. Below it the float64 statistics (mean, std) and the standardised float32 inputs stay finite.
+# treated like inf. Below it the float64 statistics (center, scale) and the standardised float32 inputs stay finite.
 HUGE = 1e30
 NAN_WORDS = frozenset({"nan", "+nan", "-nan"})  # text that parses as NaN: counted with the non-finite values
 UNPARSEABLE, NON_FINITE = "unparseable", "non-finite"

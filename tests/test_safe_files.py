@@ -1,5 +1,5 @@
-"""core/checkpoint_io: AtomicCheckpointIO with a plain Trainer (whole files, resume, disk full on a real small
-filesystem and everywhere by a failing fsync, $TMPDIR unused) and the removal of stale temporary files."""
+"""core/training/safe_files + atomic_io: AtomicCheckpointIO with a plain Trainer (whole files, resume, disk full on a
+real small filesystem and everywhere by a failing fsync, $TMPDIR unused) and the removal of stale temporary files."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.training.atomic_io import AtomicCheckpointIO
-from genre_torch.core.training.checkpoint_io import HOST, remove_stale_temps
+from genre_torch.core.training.safe_files import HOST, remove_stale_temps
 from tests.fault_tools import listing, small_fs
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

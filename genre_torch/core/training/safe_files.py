@@ -2,7 +2,7 @@
 
 A temporary file is named `.NAME.<host>-<pid>.<random>.tmp` next to its destination, so that a later
 write into the same folder recognises the leftovers of a killed process (same host, pid no longer
-alive) and removes them. `AtomicCheckpointIO` is the Trainer plugin (`plugins=[AtomicCheckpointIO()]`)
+alive) and removes them. `AtomicCheckpointIO` (atomic_io.py) is the Trainer plugin (`plugins=[AtomicCheckpointIO()]`)
 that saves checkpoints this way instead of through a temporary file in $TMPDIR, which a full disk
 turns into a truncated checkpoint when $TMPDIR is on another filesystem.
 """
