@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,6 +16,11 @@ from genre_torch.core.data.datasets import get_spec
 from genre_torch.core.errors import GenreTorchError
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under nohup or `make test &` SIGINT arrives ignored, and every command the tests start would inherit that (as a
+# background job should): the Ctrl-C tests would see a run go on. The suite's own commands get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 
