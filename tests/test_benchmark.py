@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from genre_torch.core.training.provenance import code_record, describe_code
+from genre_torch.tools import benchmark
 from genre_torch.tools.benchmark import blend
 from genre_torch.tools.reference_models import ANCHORS, fit_anchor, missing
 from tests.conftest import real_file
@@ -204,9 +205,24 @@ def test_benchmark_keeps_results_and_resumes_only_what_is_missing(tmp_path) -> N
     assert re.search(r", commit [0-9a-f]{7}(\+dirty)?, data music_genre_quick.csv sha256 [0-9a-f]{12}\)", lines[2])
     row = more.stdout.strip().splitlines()[-1].split(" | ")  # canonical: test accuracy, then twin-free rows
     assert lines[-3].endswith(f"| {row[4]} | {row[6].rsplit(' (', 1)[0]} |")
-    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.003"))
-    changed = bench("0")  # another config: its result is not the kept one
-    assert changed.stderr.count("RESULT ") == 1 and "kept:" not in changed.stderr
+
+
+def test_a_kept_result_is_keyed_on_the_config_text_the_data_bytes_and_the_seed(tmp_path) -> None:
+    from tests.conftest import make_music_genre
+
+    config, csv = tmp_path / "mlp.yaml", tmp_path / "music_genre.csv"
+    config.write_text((ROOT / "configs" / "music_genre.yaml").read_text())
+    make_music_genre(n=50).to_csv(csv, index=False)
+    data = {"dataset": "music_genre", "features": "audio", "split": "canonical", "path": str(csv), "meta_columns": None}
+    task = ("net", str(config), data, 0, True)
+    key = benchmark.task_key(task)
+    assert benchmark.task_key(task) == key and benchmark.task_key(("net", str(config), data, 1, True)) != key
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.003"))  # another config: not the kept result
+    assert benchmark.task_key(task) != key
+    config.write_text((ROOT / "configs" / "music_genre.yaml").read_text())
+    make_music_genre(n=51).to_csv(csv, index=False)  # other data in the same file (a later benchmark run)
+    benchmark.digest.cache_clear()
+    assert benchmark.task_key(task) != key
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)

@@ -64,7 +64,7 @@ def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
     from genre_torch.tools.search_storage import open_storage, open_study
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    open_study(open_storage(url, 60), "claims", {}, [{"cell": i} for i in range(300)])
+    open_study(open_storage(url, 60), "claims", {}, [{"cell": i} for i in range(150)])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [subprocess.Popen([sys.executable, "-c", CLAIM, url], env=env, stderr=subprocess.PIPE) for _ in range(3)]
     errors = [w.communicate(timeout=300)[1].decode() for w in workers]
@@ -73,7 +73,7 @@ def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
     trials = optuna.load_study(study_name="claims", storage=url).trials
     # (a worker that found the queue empty only at its claim runs one sampled trial, without a "cell" attribute)
     cells = [t.user_attrs["cell"] for t in trials if t.state == COMPLETE and "cell" in t.user_attrs]
-    assert sorted(cells) == list(range(300))
+    assert sorted(cells) == list(range(150))
 
 
 KILL_AT_CELL_2 = """
