@@ -1,7 +1,9 @@
-"""`--model.backbone Other` over a config that names another backbone: say which settings the new one inherits.
+"""A backbone that inherits settings from another class: say which.
 
-jsonargparse keeps the old backbone's init args that the new class also takes (a config's `dropout: 0.0` replaces
-the new backbone's documented default), with no word. `inherited_settings` finds them; GenreCLI warns in one line.
+jsonargparse keeps the old backbone's init args that the new class also takes, with no word: `--model.backbone
+Other` over a config keeps the config backbone's (a config's `dropout: 0.0` replaces the new backbone's documented
+default), and a config that switches the default MLP to another class keeps MLP's values for the settings it does
+not name (RealMLP trained with MLP's `activation: relu`). `inherited_settings` finds them; GenreCLI warns in one line.
 """
 
 from __future__ import annotations
@@ -82,29 +84,39 @@ def _given_on_command_line(argv: list[str]) -> set[str]:
 
 
 def inherited_settings(argv: list[str], backbone: Any) -> str | None:
-    """One warning line when the backbone is another class than the config's and keeps some of the config
-    backbone's settings (those different from the new class's own defaults), or None."""
+    """One warning line when the backbone keeps settings it was not given from another class, or None.
+
+    Two cases: `--model.backbone Other` over a config that names another backbone keeps that backbone's settings;
+    a config that names a backbone without some of its settings keeps the default backbone's (MLP) values for them.
+    Only settings different from the new class's own defaults count.
+    """
     new = _as_dict(backbone)
     old = _config_backbone(argv)
     if not new.get("class_path") or old is None:
         return None
     new_name, old_name = str(new["class_path"]).rpartition(".")[2], str(old["class_path"]).rpartition(".")[2]
-    if new_name == old_name:
-        return None
-    old_args = {**_defaults(_class(old["class_path"])), **old["init_args"]}
     new_defaults = _defaults(_class(new["class_path"]))
     given = _given_on_command_line(argv)
-    kept = {
-        k: v
-        for k, v in _as_dict(new.get("init_args")).items()
-        if k in old_args and k in new_defaults and k not in given and v == old_args[k] and v != new_defaults[k]
-    }
+    args = _as_dict(new.get("init_args"))
+    if new_name == old_name:  # the config's own backbone: what it does not set should be the class's default
+        given |= set(old["init_args"])
+        kept = {k: v for k, v in args.items() if k in new_defaults and k not in given and v != new_defaults[k]}
+        source = f"the default backbone, not {new_name}'s own defaults"
+    else:
+        old_args = {**_defaults(_class(old["class_path"])), **old["init_args"]}
+        kept = {
+            k: v
+            for k, v in args.items()
+            if k in old_args and k in new_defaults and k not in given and v == old_args[k] and v != new_defaults[k]
+        }
+        source = f"the config's {old_name}, not its own defaults"
     if not kept:
         return None
     values = ", ".join(f"{k}={v!r}" for k, v in kept.items())
     defaults = ", ".join(f"{k}={new_defaults[k]!r}" for k in kept)
     example = next(iter(kept))
+    where = "--model.backbone" if new_name != old_name else "the config's backbone"
     return (
-        f"--model.backbone {new_name} keeps {values} from the config's {old_name}, not its own defaults ({defaults}); "
-        f"set them on the command line to choose (e.g. --model.backbone.{example} {new_defaults[example]})"
+        f"{where} {new_name} keeps {values} from {source} ({defaults}); set them in the config or on the "
+        f"command line to choose (e.g. --model.backbone.{example} {new_defaults[example]})"
     )
