@@ -322,3 +322,23 @@ def test_a_surplus_trial_prints_no_traceback(monkeypatch) -> None:
     err = handler.stream.getvalue()
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE"]
     assert "Trial 1" not in err and "Traceback" not in err and "Trial 2 finished" in err
+
+
+def test_a_search_starts_from_the_base_config(data_env, tmp_path) -> None:
+    """The first trial is the base config's own values when they lie in the space, so the best config found is never
+    worse on validation than the one the search started from; a base outside the space adds no trial."""
+    from genre_torch.tools.search_space import SearchSpace
+
+    space = {
+        "optimizer.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
+        "model.backbone.dropout": {"low": 0.0, "high": 0.5},
+    }
+    main(["tune", "--config", CONFIG, "--space", write_space(tmp_path, space), "--trials", "2", *FAST])
+    first = min(load("music_genre-space").trials, key=lambda t: t.number)
+    assert first.params == {"optimizer.lr": 0.01, "model.backbone.dropout": 0.0} and first.user_attrs["base"]
+    assert SearchSpace(SPACE).params_of({"optimizer.lr": 0.01, "model.backbone.hidden_dims": [128, 64, 32]}) is None
+    assert SearchSpace(SPACE).params_of({"optimizer.lr": 0.01, "model.backbone.hidden_dims": [16, 8]}) == {
+        "optimizer.lr": 0.01,
+        "model.backbone.hidden_dims": "[16, 8]",
+    }
+    assert SearchSpace({"n": {"low": 1, "high": 9, "step": 2}}).params_of({"n": 4}) is None  # off its step

@@ -194,7 +194,8 @@ SEARCH_HELP = (
 )
 TUNE_HELP = (
     "Search the space file's ranges, choices and conditions with TPE, pruning trials on validation accuracy "
-    "(median rule), for --trials trials in all. The best trial is written as a complete config "
+    "(median rule), for --trials trials in all, the first of them the base config's values when they lie in the "
+    "space. The best trial is written as a complete config "
     "(<runs_dir>/<study>/best.yaml, or --out) that `genre-torch fit --config` reproduces and tests once."
 )
 SWEEP_HELP = (

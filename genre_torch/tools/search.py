@@ -108,7 +108,9 @@ def search(argv: list[str], grid: bool) -> None:
             raise write_error(folder, e) from None
     identity = {"fit_args": fit_args, "space": space.raw, "cells": len(cells) if grid else None}
     trials = None if grid else args.trials
-    open_study(open_storage(url, args.heartbeat), study_name, identity, cells)
+    # a search starts from the base config itself (when its values lie in the space): its best is never worse
+    base = None if grid else space.params_of({k: _lookup(search_trial.resolved_config(fit_args), k) for k in keys})
+    open_study(open_storage(url, args.heartbeat), study_name, identity, cells, base)
     job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat)
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
     try:
@@ -146,6 +148,18 @@ def quiet_surplus() -> None:
     for handler in logging.getLogger("optuna").handlers:  # Optuna's own stderr handler
         if not any(isinstance(f, _QuietSurplus) for f in handler.filters):
             handler.addFilter(_QuietSurplus())
+
+
+def _lookup(config: dict[str, Any], key: str) -> Any:
+    """The value of a dotted fit option in a resolved config (through class_path / init_args), or None."""
+    node: Any = config
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and "init_args" in node:
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def work(job: Job) -> None:

@@ -159,6 +159,38 @@ class SearchSpace:
                 values[p.key] = p.spec["value"] if p.kind == "fixed" else p.decode(params[p.key])
         return values
 
+    def params_of(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """The Optuna parameters of a trial with these option values (e.g. a base config's), or None when one of
+        them lies outside the space."""
+        params: dict[str, Any] = {}
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if not p.applies(chosen):
+                continue
+            if p.kind == "fixed":
+                chosen[p.key] = p.spec["value"]
+                continue
+            value = values.get(p.key)
+            if p.kind == "categorical":
+                if _label(value) not in [_label(c) for c in p.spec["choices"]]:
+                    return None
+                params[p.key] = _label(value)
+            elif not self._in_range(p, value):
+                return None
+            else:
+                params[p.key] = value
+            chosen[p.key] = value
+        return params
+
+    @staticmethod
+    def _in_range(p: Param, value: Any) -> bool:
+        """Whether a number is a value of a float or int entry (within its bounds, on its step)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (p.kind == "int" and value != int(value)):
+            return False
+        low, high, step = p.spec["low"], p.spec["high"], p.spec.get("step", None if p.kind == "float" else 1)
+        steps = (value - low) / step if step else 0.0
+        return low <= value <= high and abs(steps - round(steps)) < 1e-9
+
     def first(self) -> dict[str, Any]:
         """Option values of the lowest bound or first choice of every entry (to check the options early)."""
         values: dict[str, Any] = {}

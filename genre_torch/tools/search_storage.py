@@ -99,8 +99,15 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         raise GenreTorchError(f"cannot open storage {shown}: {str(e).splitlines()[0]}") from None
 
 
-def open_study(storage: optuna.storages.RDBStorage, name: str, identity: dict[str, Any], cells: list | None) -> None:
-    """Create the study (and queue a grid's cells), or join it when its settings are the same as ours.
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    identity: dict[str, Any],
+    cells: list | None,
+    base: dict[str, Any] | None = None,
+) -> None:
+    """Create the study (and queue a grid's cells, or `base`: the parameters of the first trial of a search), or join
+    it when its settings are the same as ours.
 
     Creation is atomic (unique study names), so exactly one process queues the cells; it marks the study
     ready at the end, and a process joining earlier waits for that before taking trials.
@@ -114,6 +121,8 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, identity: dict[st
     study.set_user_attr("identity", identity)
     for i, cell in enumerate(cells or []):
         study.enqueue_trial(cell, user_attrs={"cell": i})
+    if base is not None:
+        study.enqueue_trial(base, user_attrs={"base": True})
     study.set_user_attr("ready", True)
 
 
