@@ -52,7 +52,7 @@ def test_a_config_naming_another_backbone_is_told_what_it_keeps_from_the_default
         "    init_args: {hidden_dims: [64], dropout: 0.15}\n"
     )
     (line,) = messages(config=str(config))
-    assert line.startswith("the config's backbone RealMLP keeps activation='relu' from the default backbone")
+    assert line.startswith("the config's backbone RealMLP keeps activation='relu' from another backbone")
     assert "(activation='selu')" in line and "dropout" not in line
     assert messages("--model.backbone.activation", "relu", config=str(config)) == []  # chosen, not inherited
 

@@ -83,6 +83,11 @@ def _given_on_command_line(argv: list[str]) -> set[str]:
     return given
 
 
+def _shown(value: Any) -> str:
+    """A value as it is typed on the command line (a tuple default as a list)."""
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
 def inherited_settings(argv: list[str], backbone: Any) -> str | None:
     """One warning line when the backbone keeps settings it was not given from another class, or None.
 
@@ -101,7 +106,7 @@ def inherited_settings(argv: list[str], backbone: Any) -> str | None:
     if new_name == old_name:  # the config's own backbone: what it does not set should be the class's default
         given |= set(old["init_args"])
         kept = {k: v for k, v in args.items() if k in new_defaults and k not in given and v != new_defaults[k]}
-        source = f"the default backbone, not {new_name}'s own defaults"
+        source = f"another backbone (the default MLP or an earlier config's), not {new_name}'s own defaults"
     else:
         old_args = {**_defaults(_class(old["class_path"])), **old["init_args"]}
         kept = {
@@ -118,5 +123,5 @@ def inherited_settings(argv: list[str], backbone: Any) -> str | None:
     where = "--model.backbone" if new_name != old_name else "the config's backbone"
     return (
         f"{where} {new_name} keeps {values} from {source} ({defaults}); set them in the config or on the "
-        f"command line to choose (e.g. --model.backbone.{example} {new_defaults[example]})"
+        f"command line to choose (e.g. --model.backbone.{example} {_shown(new_defaults[example])})"
     )
