@@ -73,6 +73,8 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> GenreCLI:
     if QUIET_LOGS:  # after the import: Lightning sets its loggers to INFO when it is imported
         for name in ("pytorch_lightning", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # and replaces formatwarning, printing `path:line: message` for every file whose path holds "lightning"
+        warnings.formatwarning = _one_line_warning
     return GenreCLI(
         GenreClassifier,
         GenreDataModule,
@@ -90,23 +92,12 @@ def quiet_console() -> None:
     for message, category in QUIET:
         warnings.filterwarnings("ignore", message=message, category=category)
     warnings.formatwarning = _one_line_warning  # formatting only: warnings recorded by a caller stay recorded
-    # Lightning replaces formatwarning when it is imported (later) and prints `path:line: message` for every file
-    # whose path holds "lightning" (lightning_cli.py too); showing is ours whatever formats
-    warnings.showwarning = _show_one_line
     global QUIET_LOGS
     QUIET_LOGS = True
 
 
 def _one_line_warning(message: Any, category: type, filename: str, lineno: int, line: str | None = None) -> str:
     return "warning: " + " ".join(str(message).split()) + "\n"
-
-
-def _show_one_line(
-    message: Any, category: type, filename: str, lineno: int, file: Any = None, line: str | None = None
-) -> None:
-    stream = file or sys.stderr
-    if stream is not None:
-        stream.write(_one_line_warning(message, category, filename, lineno))
 
 
 def main(args: list[str] | None = None) -> None:

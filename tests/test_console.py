@@ -46,28 +46,17 @@ def test_a_fit_prints_epochs_summary_and_real_warnings_only(data_env) -> None:
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
-def test_warnings_from_lightning_and_from_files_named_lightning_are_one_line_in_our_words(data_env) -> None:
-    config = Path("realmlp.yaml")  # no seed (Lightning warns) and a backbone that keeps MLP's activation (we warn)
+def test_warnings_from_files_named_lightning_are_one_line_in_our_words(data_env) -> None:
+    """Lightning replaces warnings.formatwarning when it is imported: `path:line: message` for any file whose path
+    holds "lightning", such as core/training/lightning_cli.py, which warns about a backbone's inherited settings."""
+    config = Path("realmlp.yaml")
     config.write_text("model:\n  backbone:\n    class_path: genre_torch.core.models.realmlp.RealMLP\n")
-    args = [
-        "fit",
-        "--config",
-        CONFIG,
-        "--config",
-        str(config),
-        "--trainer.max_epochs",
-        "1",
-        "--seed_everything",
-        "true",
-    ]
-    done = run(args, Path.cwd())
+    done = run(["fit", "--config", CONFIG, "--config", str(config), "--trainer.max_epochs", "1"], Path.cwd())
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()
     ours = [line for line in lines if line.startswith("warning: the config's backbone RealMLP keeps ")]
     assert len(ours) == 1 and "activation='relu'" in ours[0]
-    assert "warning: No seed found, seed set to 0" in lines  # Lightning's own
     assert all(line.startswith("warning: ") for line in lines), lines
-    assert "lightning" not in done.stderr.replace("pytorch_lightning.", "")
 
 
 def test_an_unknown_subcommand_is_one_line(tmp_path) -> None:
