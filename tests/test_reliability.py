@@ -91,6 +91,7 @@ def gtzan_like(folder: Path) -> tuple[Path, Path]:
     return folder / "gtzan.csv", folder / "gtzan.yaml"
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_data_check_and_fit_report_a_column_that_gives_the_genre_away(tmp_path, capsys) -> None:
     csv, spec = gtzan_like(tmp_path)
     code, out, _ = run(capsys, "data", "check", csv, "--dataset", spec, "--no_hash")

@@ -70,6 +70,7 @@ def test_a_diverged_run_stops_in_one_line_and_saves_no_non_finite_weights(capsys
         assert all(v.isfinite().all() for v in state.values() if v.is_floating_point()), path
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_an_evaluation_logs_into_the_run_it_evaluates_and_claims_no_version(data_env) -> None:
     first = run_cli(FIT)
     best = first.trainer.checkpoint_callback.best_model_path

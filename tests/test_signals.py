@@ -54,6 +54,7 @@ def the_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(data_env, signum: int) -> None:
     last = Path("checkpoints/music_genre/version_0/last.ckpt")
@@ -74,6 +75,7 @@ def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(data_env, si
     assert torch.load(last, weights_only=True)["epoch"] == int(match.group(1)) - 1  # the last completed epoch
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(data_env) -> None:
     args = [sys.executable, "-c", SELF_SIGNAL, "on_train_batch_start", "SIGINT", *FIT]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -84,6 +86,7 @@ def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(data_env) 
     assert sorted(os.listdir()) == []  # no runs/ or checkpoints/ folder
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("sub", ["validate", "test"])
 def test_sigterm_during_an_evaluation_is_not_a_result(data_env, sub: str) -> None:
     ckpt = trained("music_genre").ckpt
@@ -98,6 +101,7 @@ def test_sigterm_during_an_evaluation_is_not_a_result(data_env, sub: str) -> Non
 SEARCH_CASES = [(signal.SIGTERM, "1"), (signal.SIGINT, "2")]
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize(("signum", "workers"), SEARCH_CASES, ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env, signum: int, workers: str) -> None:
     space = Path("grid.yaml")
@@ -127,6 +131,7 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
     assert sorted(done) == [0, 1, 2]
 
 
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path) -> None:
     """SIGUSR1 (SLURM's warning before the time limit): Lightning saves an hpc checkpoint and requeues the job."""
     bin_dir = tmp_path / "bin"
