@@ -30,6 +30,7 @@ from pytorch_lightning.callbacks import (
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training.stop import StopOnSignal
 
 # module hooks that Lightning calls per training_step call, or only under automatic optimisation
 MODULE_HOOKS = (
@@ -105,6 +106,8 @@ def _callback_problem(callback: Callback) -> str | None:
         return None if ok else "logging_interval must be 'epoch' (it logs per training_step call)"
     if isinstance(callback, ProgressBar):
         return None  # counts training_step calls: display only
+    if isinstance(callback, StopOnSignal):
+        return None  # stops at the next group of batches
     hooks = [h for h in CALLBACK_HOOKS if is_overridden(h, callback, Callback)]
     if isinstance(callback, (StochasticWeightAveraging, GradientAccumulationScheduler, LearningRateFinder)):
         return "it needs automatic optimisation"

@@ -41,6 +41,7 @@ from genre_torch.core.training.latest import LatestCheckpoint
 from genre_torch.core.training.provenance import check_against, data_file
 from genre_torch.core.training.provenance_callback import Provenance
 from genre_torch.core.training.runs import claim_evaluation, claim_version, discard, resumed_version
+from genre_torch.core.training.stop import StopOnSignal
 from genre_torch.core.training.switching import inherited_settings
 
 # jsonargparse checks a callback's arguments by dumping them with yaml.safe_dump, which cannot represent an enum:
@@ -234,6 +235,7 @@ class GenreCLI(LightningCLI):
                 trainer.callbacks.append(EpochLine())
             if not any(isinstance(c, Provenance) for c in trainer.callbacks):  # code, data, machine of the run
                 trainer.callbacks.append(Provenance())
+            trainer.callbacks.append(StopOnSignal())
             problem = next(filter(None, (_unsupported(c, resuming=bool(ckpt_path)) for c in trainer.callbacks)), None)
             if problem:
                 raise GenreTorchError(problem)

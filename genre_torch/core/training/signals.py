@@ -2,8 +2,9 @@
 
 `watch()` (called by `genre-torch`'s main) adds a handler that records the signal. Lightning composes its own
 SIGTERM handler with it while a Trainer runs (`received_sigterm`: the loops stop after the epoch in progress,
-whose checkpoint is written, and raise SIGTERMException); outside a Trainer run, and for SIGINT always, the
-handler raises `Interrupted` at once. Lightning's SLURM requeue (SIGUSR1) is not touched.
+whose checkpoint is written, and raise SIGTERMException). A SIGINT while a Trainer runs raises `Interrupted` at the
+next batch (`defer`, the StopOnSignal callback); outside a Trainer run the handler raises it at once. Lightning's
+SLURM requeue (SIGUSR1) is not touched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 WATCHED = (signal.SIGTERM, signal.SIGINT)
 AGAIN = "before it finished; run the same command again"
 _received: list[int] = []
+_deferred = [False]
 
 
 class Interrupted(BaseException):
@@ -44,9 +46,21 @@ class Interrupted(BaseException):
 def _handler(signum: int, frame: FrameType | None) -> None:
     if signum not in _received:
         _received.append(signum)
+    if _deferred[0]:  # a Trainer runs: StopOnSignal raises at the next batch
+        return
     # Lightning's composed handler calls this one too: then its loops stop after the current epoch
     if signum == signal.SIGINT or signal.getsignal(signum) is _handler:
         raise Interrupted(signum)
+
+
+def defer(on: bool) -> None:
+    """While on, a SIGINT is only recorded, for StopOnSignal to raise at the next batch.
+
+    Raised wherever Python happens to be, the exception can land inside a library's critical section: between a
+    TensorBoard writer's queue put and its notify (the writer's flush then waits up to 2 minutes for its thread), or
+    in code that swallows every exception (the run trained on to max_epochs).
+    """
+    _deferred[0] = on
 
 
 def watch() -> dict[int, Any]:
@@ -67,11 +81,17 @@ def restore(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
     _received.clear()
+    _deferred[0] = False
 
 
 def received() -> int | None:
     """The first watched signal this process received since `watch()`, or None."""
     return _received[0] if _received else None
+
+
+def all_received() -> tuple[int, ...]:
+    """Every watched signal this process received since `watch()`, first first."""
+    return tuple(_received)
 
 
 def check(hint: str = AGAIN) -> None:
