@@ -17,25 +17,35 @@ from tests.trained import trained
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "music_genre.yaml")
 FIT = ["fit", "--config", CONFIG, "--trainer.max_epochs", "500", "--early_stopping.patience", "1000"]
-# sends `signum` to its own process from inside a Lightning hook, so the moment is exact
-SELF_SIGNAL = """
-import os, signal, sys, pytorch_lightning as pl
-from genre_torch import cli
-from genre_torch.core.training.lightning_cli import GenreCLI
 
+
+def with_callback(setup: str, callback: str, args_from: int) -> str:
+    """A script running `genre-torch` (arguments: sys.argv[args_from:]) with `callback` added to the Trainer."""
+    imports = "import os, signal, sys, time, pytorch_lightning as pl\nfrom genre_torch import cli\n"
+    imports += "from genre_torch.core.training.lightning_cli import GenreCLI\n"
+    add = (
+        "original = GenreCLI.instantiate_trainer\n"
+        "def instantiate_trainer(self, **kwargs):\n"
+        f"    kwargs['callbacks'] = [*kwargs.get('callbacks', []), {callback}()]\n"
+        "    return original(self, **kwargs)\n"
+        "GenreCLI.instantiate_trainer = instantiate_trainer\n"
+    )
+    return f"{imports}{setup}\n{add}cli.main(sys.argv[{args_from}:])\n"
+
+
+# sends `signum` to its own process from inside a Lightning hook, so the moment is exact
+SELF_SIGNAL = with_callback(
+    """
 hook, signum = sys.argv[1], getattr(signal, sys.argv[2])
 
 class SelfSignal(pl.Callback):
     pass
 
 setattr(SelfSignal, hook, lambda self, *args: os.kill(os.getpid(), signum))
-original = GenreCLI.instantiate_trainer
-def instantiate_trainer(self, **kwargs):
-    kwargs["callbacks"] = [*kwargs.get("callbacks", []), SelfSignal()]
-    return original(self, **kwargs)
-GenreCLI.instantiate_trainer = instantiate_trainer
-cli.main(sys.argv[3:])
-"""
+""",
+    "SelfSignal",
+    3,
+)
 
 
 def wait_for(condition, proc: subprocess.Popen, deadline: float = 120.0) -> None:
@@ -90,11 +100,8 @@ def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(data_env, si
     assert torch.load(last, weights_only=True)["epoch"] == int(match.group(1)) - 1  # the last completed epoch
 
 
-SWALLOWED = """
-import os, signal, sys, time, pytorch_lightning as pl
-from genre_torch import cli
-from genre_torch.core.training.lightning_cli import GenreCLI
-
+SWALLOWED = with_callback(
+    """
 class Swallow(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == 1:
@@ -104,14 +111,10 @@ class Swallow(pl.Callback):
                 print("the hook finished its work")
             except BaseException:
                 pass
-
-original = GenreCLI.instantiate_trainer
-def instantiate_trainer(self, **kwargs):
-    kwargs["callbacks"] = [*kwargs.get("callbacks", []), Swallow()]
-    return original(self, **kwargs)
-GenreCLI.instantiate_trainer = instantiate_trainer
-cli.main(sys.argv[1:])
-"""
+""",
+    "Swallow",
+    1,
+)
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)

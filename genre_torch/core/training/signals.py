@@ -89,9 +89,9 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
-def all_received() -> tuple[int, ...]:
-    """Every watched signal this process received since `watch()`, first first."""
-    return tuple(_received)
+def has_received(signum: int) -> bool:
+    """Whether this process received `signum` since `watch()` (another signal may have come first)."""
+    return signum in _received
 
 
 def check(hint: str = AGAIN) -> None:

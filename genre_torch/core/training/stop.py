@@ -28,7 +28,7 @@ class StopOnSignal(Callback):
 
     def on_batch(self, *args: Any) -> None:
         """Any batch hook: stop if a SIGINT came."""
-        if signal.SIGINT in signals.all_received():
+        if signals.has_received(signal.SIGINT):
             raise signals.Interrupted(signal.SIGINT)
 
     on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = on_batch
