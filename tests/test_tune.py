@@ -143,7 +143,13 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
     study = load("music_genre-space")
     assert len(study.get_trials(states=FINISHED)) == 3
     best = Path("runs/music_genre-space/best.yaml")  # next to the runs; nothing written in configs/
-    assert f"config written to {best.resolve()}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"config written to {best.resolve()}" in out
+    summary = best.with_name("summary.md")  # the study's trials, best first, beside the config
+    assert f"best first: {summary.resolve()}" in out
+    text = summary.read_text()
+    assert text.startswith("Study `music_genre-space`: 3 trials (") and "test split was not used" in text
+    assert f"| 1 | {study.best_trial.number} | {100 * study.best_value:.2f} | " in text
 
     cli = run_cli(["fit", "--config", str(best)])  # retrains the best trial's config, then tests it once
     assert cli.final_metrics["val/acc"] == pytest.approx(study.best_value, abs=1e-6)

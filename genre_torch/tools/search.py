@@ -47,7 +47,7 @@ from genre_torch.core.training.safe_files import write_error
 from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, covering, option_args
 from genre_torch.tools.search_storage import open_storage, open_study
-from genre_torch.tools.search_summary import summary
+from genre_torch.tools.search_summary import study_summary, summary
 
 State = optuna.trial.TrialState
 
@@ -258,7 +258,11 @@ def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | N
     header += f"validation accuracy {best.value:.4f}\n# genre-torch fit --config {target}\n"
     with atomic_path(target) as tmp:
         tmp.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    summary_path = Path(job.folder) / "summary.md"
+    with atomic_path(summary_path) as tmp:
+        tmp.write_text(study_summary(study))
     print(f"best validation accuracy {best.value:.4f} (trial {best.number}); config written to {target}")
+    print(f"the study's trials, best first: {summary_path}")
 
 
 def report_grid(study: optuna.Study, space: SearchSpace, out: Path) -> None:

@@ -95,3 +95,39 @@ def summary(study: optuna.Study, space: SearchSpace) -> str:
         return head
     names, ranked = summary_rows(results)
     return head + markdown(names, ranked)
+
+
+def _short(value: Any) -> str:
+    """A parameter value for a table cell: floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def study_summary(study: optuna.Study, top: int = 10) -> str:
+    """A tuning study's markdown summary: its trials by state, their time, the base trial and the best completed."""
+    State = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in State}
+    spans = [t.datetime_complete - t.datetime_start for t in trials if t.datetime_start and t.datetime_complete]
+    hours = sum(span.total_seconds() for span in spans) / 3600
+    done = sorted((t for t in trials if t.state == State.COMPLETE), key=lambda t: (-t.value, t.number))
+    parts = [f"{counts[s]} {s.name.lower()}" for s in State if counts[s]]
+    lines = [
+        f"Study `{study.study_name}`: {len(trials)} trials ({', '.join(parts)}), {hours:.1f} hours of trial time; "
+        "validation accuracy of each trial's best epoch (seed in the table); the test split was not used.",
+        "",
+    ]
+    base = next((t for t in trials if t.user_attrs.get("base")), None)
+    if base is not None and base.state == State.COMPLETE:
+        lines += [f"Trial {base.number} is the base config: {100 * base.value:.2f} %.", ""]
+    if not done:
+        return "\n".join(lines)
+    names = list(dict.fromkeys(k for t in done for k in t.params))
+    head = ["rank", "trial", "val acc %", "seed", "epochs", *(n.rsplit(".", 1)[-1] for n in names)]
+    lines += [f"Top {min(top, len(done))} of {len(done)} completed trials:", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for rank, t in enumerate(done[:top], 1):
+        attrs = t.user_attrs
+        cells = [rank, t.number, f"{100 * t.value:.2f}", attrs.get("seed", ""), attrs.get("epochs", "")]
+        cells += [_short(t.params[n]) if n in t.params else "" for n in names]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
