@@ -186,6 +186,7 @@ def work(job: Job) -> None:
         started = finished + count[State.RUNNING] + count[State.WAITING]
         if count[State.WAITING] or (job.trials is not None and started < job.trials):
             waiting = False
+            signals.check()  # a signal whose exception Python dropped (in a library's finaliser): no next trial
             study.optimize(objective, n_trials=1, catch=(search_trial.Surplus,), gc_after_trial=True)
         elif count[State.RUNNING]:  # another worker's trials: they finish, or go stale and are queued again
             if not waiting:

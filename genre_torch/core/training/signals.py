@@ -3,13 +3,15 @@
 `watch()` (called by `genre-torch`'s main) adds a handler that records the signal. Lightning composes its own
 SIGTERM handler with it while a Trainer runs (`received_sigterm`: the loops stop after the epoch in progress,
 whose checkpoint is written, and raise SIGTERMException). A SIGINT while a Trainer runs raises `Interrupted` at the
-next batch (`defer`, the StopOnSignal callback); outside a Trainer run the handler raises it at once. Lightning's
-SLURM requeue (SIGUSR1) is not touched.
+next batch (`defer`, the StopOnSignal callback); outside a Trainer run the handler raises it at once. Where Python
+drops that exception (inside a finaliser), `check()` raises it later. Lightning's SLURM requeue (SIGUSR1) is not
+touched.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -18,6 +20,7 @@ WATCHED = (signal.SIGTERM, signal.SIGINT)
 AGAIN = "before it finished; run the same command again"
 _received: list[int] = []
 _deferred = [False]
+_hook: list[Any] = []  # the sys.unraisablehook watch() replaced
 
 
 class Interrupted(BaseException):
@@ -53,6 +56,14 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
 
+def _unraisable(unraisable: Any) -> None:
+    # The handler's exception landed in a finaliser or weakref callback (a library's garbage collection, such as
+    # SQLAlchemy's), where Python prints "Exception ignored" with a traceback and drops it. The signal is recorded:
+    # the next check raises it (a search worker's next trial, a Trainer's setup, the command's end).
+    if not isinstance(unraisable.exc_value, Interrupted):
+        (_hook[-1] if _hook else sys.__unraisablehook__)(unraisable)
+
+
 def defer(on: bool) -> None:
     """While on, a SIGINT is only recorded, for StopOnSignal to raise at the next batch.
 
@@ -72,6 +83,8 @@ def watch() -> dict[int, Any]:
     for signum, handler in previous.items():
         if handler in (signal.SIG_DFL, signal.default_int_handler):
             signal.signal(signum, _handler)
+    _hook.append(sys.unraisablehook)
+    sys.unraisablehook = _unraisable
     return previous
 
 
@@ -80,6 +93,8 @@ def restore(previous: dict[int, Any]) -> None:
     turn, such as the tests: the next one is not interrupted by this one's signal)."""
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    if previous and _hook:
+        sys.unraisablehook = _hook.pop()
     _received.clear()
     _deferred[0] = False
 

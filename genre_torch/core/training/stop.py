@@ -15,8 +15,10 @@ class StopOnSignal(Callback):
     """Ends a Trainer run at the first batch after a SIGINT, where no library is halfway through its own work."""
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
-        """From here the handler records a SIGINT and this raises it (signals.defer)."""
+        """From here the handler records a SIGINT and this raises it (signals.defer); a signal that came before the run
+        (one whose exception Python dropped) stops it before its first batch."""
         signals.defer(True)
+        signals.check()
 
     def teardown(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         """Back to raising at once."""
