@@ -333,8 +333,8 @@ cli.main(sys.argv[3:])
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize(
     ("done", "where"),
-    [(0, "direct"), (1, "direct"), (1, "finaliser")],
-    ids=["before-the-first-trial", "after-the-first-trial", "in-a-finaliser-after-the-first-trial"],
+    [(0, "direct"), (1, "direct"), (0, "finaliser")],
+    ids=["before-the-first-trial", "after-the-first-trial", "in-a-finaliser-before-the-first-trial"],
 )
 def test_ctrl_c_in_a_search_worker_between_trials_is_one_line_and_130(data_env, done: int, where: str) -> None:
     optuna = pytest.importorskip("optuna")
