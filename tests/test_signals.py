@@ -227,6 +227,23 @@ def test_a_signal_during_a_tool_is_one_line_and_the_handlers_are_put_back(data_e
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def signal_in_a_finaliser(signum: int) -> None:
+    """Send `signum` to this process from inside a finaliser (a library's garbage collection): the handler runs
+    there, where Python drops any exception it raises."""
+
+    class Resource:
+        pass
+
+    def finaliser() -> None:
+        os.kill(os.getpid(), signum)
+        for _ in range(1000):  # the handler runs here, inside the finaliser
+            pass
+
+    resource = Resource()
+    weakref.finalize(resource, finaliser)
+    del resource  # the finaliser runs now
+
+
 def test_a_signal_that_lands_in_a_finaliser_is_one_line_not_a_traceback(data_env, capsys, monkeypatch) -> None:
     """Python drops an exception raised inside a weakref callback or finaliser (a library's garbage collection, as
     SQLAlchemy's in a search worker) after printing "Exception ignored" and a traceback; the command ran on and exited
@@ -234,18 +251,8 @@ def test_a_signal_that_lands_in_a_finaliser_is_one_line_not_a_traceback(data_env
     from genre_torch.tools import datacli
     from tests.fault_tools import run
 
-    class Resource:
-        pass
-
-    def finaliser() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(1000):  # the handler runs here, inside the finaliser
-            pass
-
     def report(*args: object) -> list[str]:
-        resource = Resource()
-        weakref.finalize(resource, finaliser)
-        del resource  # the finaliser runs now
+        signal_in_a_finaliser(signal.SIGTERM)
         return ["the report"]
 
     dropped: list[BaseException] = []  # what would be printed as "Exception ignored", with its traceback
@@ -261,20 +268,10 @@ def test_a_signal_dropped_before_fit_stops_it_before_its_first_batch(data_env, c
     from genre_torch.core.training.lightning_cli import GenreCLI
     from tests.fault_tools import run
 
-    class Resource:
-        pass
-
-    def finaliser() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(1000):  # the handler runs here, and Python drops its exception
-            pass
-
     original = GenreCLI.instantiate_trainer
 
     def instantiate_trainer(self: GenreCLI, **kwargs: object) -> object:
-        resource = Resource()
-        weakref.finalize(resource, finaliser)
-        del resource
+        signal_in_a_finaliser(signal.SIGTERM)
         return original(self, **kwargs)
 
     monkeypatch.setattr(GenreCLI, "instantiate_trainer", instantiate_trainer)
