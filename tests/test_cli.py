@@ -31,11 +31,13 @@ def test_fit_then_test_through_main(data_env, capsys, dataset: str) -> None:
     best = Path(re.search(r"best checkpoint: (\S+)", out).group(1))
     assert best.parent == Path("checkpoints") / dataset / "version_0" and (best.parent / "last.ckpt").is_file()
     events = EventAccumulator(str(Path("runs") / dataset / "version_0")).Reload()
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "z_test/acc"} <= set(events.Tags()["scalars"])
     assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("hp/")]  # no chart group above the curves
     final = EventAccumulator(str(Path("runs") / dataset / "version_0" / "final")).Reload()  # HParams reads these
-    assert {"val/acc", "test/acc", "test/macro_f1", "train/epochs"} <= set(final.Tags()["scalars"])
-    assert final.Scalars("test/acc")[-1].value == pytest.approx(acc, abs=1e-4)
+    assert {"val/acc", "z_test/acc", "z_test/macro_f1", "z_fit/epochs"} <= set(final.Tags()["scalars"])
+    (point,) = final.Scalars("z_test/acc")
+    assert point.value == pytest.approx(acc, abs=1e-4)
+    assert point.step >= events.Scalars("train/loss")[-1].step  # at the end of the curves, not at step 0
     assert len(events.Scalars("val/loss")) == 3  # one point per epoch (the best model's validation is no point)
     assert "tensorboard --logdir runs/" + dataset in out
     cli = run_cli(["test", "--config", str(CONFIGS / f"{dataset}.yaml"), "--ckpt_path", str(best)])

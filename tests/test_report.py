@@ -31,8 +31,8 @@ def check_report(run_dir: Path, classes: list[str], meta_columns: list[str]) -> 
     assert (run_dir / "confusion_matrix.png").stat().st_size > 10_000
     assert metrics["accuracy"] <= metrics["top3_accuracy"] <= 1.0
     events = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload()
-    assert "test/confusion_matrix" in events.Tags()["images"]
-    assert "test/top3_acc" in events.Tags()["scalars"]
+    assert "z_test/confusion_matrix" in events.Tags()["images"]
+    assert "z_test/top3_acc" in events.Tags()["scalars"]
     (metadata,) = run_dir.glob("*/test_songs/metadata.tsv")
     header = metadata.read_text().splitlines()[0].split("\t")
     assert header == ["genre", "predicted", *meta_columns]
@@ -90,7 +90,7 @@ def test_importance_writes_csv_png_and_tensorboard(capsys, tmp_path) -> None:
     assert (folder / "importance.png").stat().st_size > 5_000
     assert f"test accuracy {run.test_acc:.4f}" in out  # same test rows as the report
     events = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload()
-    assert "importance/permutation" in events.Tags()["images"]
+    assert "z_importance/permutation" in events.Tags()["images"]
     assert events.Tags()["scalars"] == []  # no chart group of single dots before the curves
 
 

@@ -57,30 +57,33 @@ def test_tensorboard_serves_scalars_hparams_confusion_matrix_and_notes() -> None
         name = run.run_dir.name
         tags = json.loads(get(f"{base}/plugin/scalars/tags"))
         scalars = tags[name]
-        assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(scalars)
+        assert {"train/loss", "train/acc", "val/loss", "val/acc", "z_test/acc"} <= set(scalars)
         assert "epoch" not in scalars  # no chart group of single dots above the curves
         # the Time Series dashboard sorts its chart groups (a tag's text before the first "/") by name and opens the
-        # first two: no `hp` (or other) group of single dots before train and val, in any run
-        groups = sorted({tag.split("/")[0] for run_tags in tags.values() for tag in run_tags})
-        assert groups == ["test", "train", "val"], groups
-        assert set(tags[f"{name}/final"]) >= {"val/acc", "test/acc", "train/epochs"}  # the HParams row's values
+        # first two: no `hp`, `test` (or other) group of single dots before train and val, in any run and plugin
+        images = json.loads(get(f"{base}/plugin/images/tags"))
+        every = [tag for plugin in (tags, images) for run_tags in plugin.values() for tag in run_tags]
+        groups = sorted({tag.split("/")[0] for tag in every})
+        assert groups == ["train", "val", "z_fit", "z_test"], groups
+        assert set(tags[f"{name}/final"]) >= {"val/acc", "z_test/acc", "z_fit/epochs"}  # the HParams row's values
         experiment = json.loads(get(f"{base}/plugin/hparams/experiment", {"experimentName": ""}))
         hparams = {h["name"] for h in experiment["hparamInfos"]}
         assert {"backbone", "backbone/hidden_dims", "criterion", "optimizer", "optimizer/lr", "seed"} <= hparams
         assert {"data/dataset", "data/features", "data/split", "data/batch_size"} <= hparams
         assert not [h for h in hparams if "_instantiator" in h or "_class_path" in h]
-        metrics = {(m["name"].get("group", ""), m["name"]["tag"]) for m in experiment["metricInfos"]}
-        assert {("final", "val/acc"), ("final", "test/acc"), ("final", "train/epochs")} <= metrics
+        metrics = {(m["name"].get("group", ""), m["name"]["tag"]): m["displayName"] for m in experiment["metricInfos"]}
+        assert {("final", "val/acc"), ("final", "z_test/acc"), ("final", "z_fit/epochs")} <= set(metrics)
+        assert metrics[("final", "z_test/acc")] == "test/acc"  # the HParams column: the metric's own name
         sessions = json.loads(get(f"{base}/plugin/hparams/session_groups", {"experimentName": "", "allowedStatuses": [
             "STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"], "colParams": [], "startIndex": 0,
             "sliceSize": 10}))  # fmt: skip
         (group,) = [g for g in sessions["sessionGroups"] if g["name"] == name]
         values = {(v["name"].get("group", ""), v["name"]["tag"]): v["value"] for v in group["metricValues"]}
-        assert values[("final", "test/acc")] == pytest.approx(run.test_acc, abs=1e-4)  # the row shows the test
-        query = urllib.parse.urlencode({"run": name, "tag": "test/confusion_matrix"})
+        assert values[("final", "z_test/acc")] == pytest.approx(run.test_acc, abs=1e-4)  # the row shows the test
+        query = urllib.parse.urlencode({"run": name, "tag": "z_test/confusion_matrix"})
         (image,) = json.loads(get(f"{base}/plugin/images/images?{query}"))
         assert get(f"{base}/plugin/images/individualImage?{image['query']}")[:4] == b"\x89PNG"
-        assert "test/most_confused/text_summary" in json.loads(get(f"{base}/plugin/text/tags"))[name]
+        assert "z_test/most_confused/text_summary" in json.loads(get(f"{base}/plugin/text/tags"))[name]
     finally:
         server.terminate()
         server.wait(timeout=30)

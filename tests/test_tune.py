@@ -163,7 +163,7 @@ def test_study_on_validation_only_writes_a_config_that_fit_reproduces(data_env, 
 
     for trial in study.trials:  # every trial is a run with its options and final metrics (HParams tab)
         events = EventAccumulator(str(Path(trial.user_attrs["run"]) / "final")).Reload()
-        assert {"val/acc", "train/best_epoch", "train/epochs", "train/pruned"} <= set(events.Tags()["scalars"])
+        assert {"val/acc", "z_fit/best_epoch", "z_fit/epochs", "z_fit/pruned"} <= set(events.Tags()["scalars"])
         assert events.Scalars("val/acc")[-1].value == pytest.approx(trial.user_attrs["val_acc"])
 
 

@@ -23,6 +23,7 @@ from genre_torch.core.data import GenreDataModule
 from genre_torch.core.data.datasets import spec_from_checkpoint_state
 from genre_torch.core.data.preprocessing import Preprocessor
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training.board import board_tag
 from genre_torch.core.training.runs import claim_evaluation, claim_version, resumed_version
 from genre_torch.core.training.safe_files import write_error
 from genre_torch.tools import figures, parsers
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> None:
 def write(logger: TensorBoardLogger, table: pd.DataFrame, title: str, ckpt_path: str) -> None:
     """importance.csv, importance.png and TensorBoard text and figure in the logger's version folder."""
     out = logger.log_dir
-    logger.experiment.add_text("importance/checkpoint", ckpt_path)
+    logger.experiment.add_text(board_tag("importance/checkpoint"), ckpt_path)
     fig = figures.bars(
         table["column"],
         table["importance_mean"],
@@ -121,5 +122,5 @@ def write(logger: TensorBoardLogger, table: pd.DataFrame, title: str, ckpt_path:
     )
     table.to_csv(f"{out}/importance.csv", index=False)
     fig.savefig(f"{out}/importance.png", dpi=100, bbox_inches="tight")
-    logger.experiment.add_figure("importance/permutation", fig)  # no scalars: single dots before the curves
+    logger.experiment.add_figure(board_tag("importance/permutation"), fig)  # no scalars: single dots before the curves
     logger.finalize("success")

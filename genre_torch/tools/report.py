@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from sklearn import metrics as skm
 
+from genre_torch.core.training.board import board_tag
 from genre_torch.tools import figures
 
 TOP_K = (3, 5)
@@ -67,11 +68,11 @@ class TestReport(Callback):
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         if writer is not None:
-            writer.add_figure("test/confusion_matrix", figure, trainer.global_step)
-            writer.add_text("test/metrics", f"```\n{json.dumps(summary, indent=2)}\n```", trainer.global_step)
-            writer.add_text(
-                "test/most_confused", most_confused(logits.numpy(), labels.numpy(), classes), trainer.global_step
-            )
+            step = trainer.global_step
+            writer.add_figure(board_tag("test/confusion_matrix"), figure, step)
+            writer.add_text(board_tag("test/metrics"), f"```\n{json.dumps(summary, indent=2)}\n```", step)
+            confused = most_confused(logits.numpy(), labels.numpy(), classes)
+            writer.add_text(board_tag("test/most_confused"), confused, step)
             self._log_embeddings(writer, trainer, pl_module, classes)
 
     def _log_embeddings(self, writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, classes: list) -> None:

@@ -35,6 +35,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from genre_torch.core.errors import GenreTorchError
 from genre_torch.core.training import compile_cache, fast, signals
 from genre_torch.core.training.atomic_io import AtomicCheckpointIO
+from genre_torch.core.training.board import RunLogger, board_tag
 from genre_torch.core.training.checkpoints import check_checkpoint, checkpoint_data
 from genre_torch.core.training.console import EpochLine
 from genre_torch.core.training.latest import LatestCheckpoint
@@ -217,9 +218,7 @@ class GenreCLI(LightningCLI):
             elif version is None and rank_zero_only.rank == 0:
                 version = claim_version(runs, checkpoints)
                 self.claimed = [runs / f"version_{version}", checkpoints / f"version_{version}"]
-            kwargs["logger"] = TensorBoardLogger(
-                config["runs_dir"], name=dataset, version=version, default_hp_metric=False
-            )
+            kwargs["logger"] = RunLogger(config["runs_dir"], name=dataset, version=version, default_hp_metric=False)
         callbacks = config["trainer"].get("callbacks") or []
         bar_given = any(isinstance(c, ProgressBar) for c in (callbacks if isinstance(callbacks, list) else [callbacks]))
         if config["trainer"].get("enable_progress_bar") is None and not sys.stdout.isatty() and not bar_given:
@@ -408,39 +407,43 @@ def log_final(trainer: Trainer, params: dict[str, Any], metrics: dict[str, float
     """Give every logger the run's settings and final metrics (TensorBoard: one HParams row), then close it."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            _log_final_to_tensorboard(logger, params, metrics)
+            _log_final_to_tensorboard(logger, params, metrics, trainer.global_step)
         else:  # Lightning's Logger API takes the two apart (CSVLogger has no metrics argument)
             logger.log_hyperparams(params)
             logger.log_metrics(metrics, step=trainer.global_step)
         logger.finalize("success")  # flush and close the writer
 
 
-def final_tag(name: str) -> str:
-    """The TensorBoard tag of a final metric: hp/val_acc -> val/acc, hp/test_macro_f1 -> test/macro_f1, hp/epochs ->
-    train/epochs, so that it joins the curves' chart groups instead of an `hp` group sorted above them."""
+def final_name(name: str) -> str:
+    """The metric name of a final metric: hp/val_acc -> val/acc, hp/test_macro_f1 -> test/macro_f1, hp/epochs ->
+    fit/epochs (no `hp` chart group of single points sorted above the curves)."""
     name = name.removeprefix("hp/")
     stage, _, rest = name.partition("_")
-    return f"{stage}/{rest}" if stage in ("train", "val", "test") and rest else f"train/{name}"
+    return f"{stage}/{rest}" if stage in ("train", "val", "test") and rest else f"fit/{name}"
 
 
 @rank_zero_only
-def _log_final_to_tensorboard(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """One HParams row: the settings in the run's own events, the final metrics as single points in its `final`
-    sub-run (Lightning's log_hyperparams would write them at step 0 into the run's own chart groups)."""
+def _log_final_to_tensorboard(
+    logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float], step: int
+) -> None:
+    """One HParams row: the settings in the run's own events, the final metrics as single points at the last step in
+    its `final` sub-run (Lightning's log_hyperparams would write them at step 0 into the run's own chart groups)."""
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
     logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
-    tags = {final_tag(k): float(v) for k, v in metrics.items()}
+    names = {board_tag(final_name(k)): final_name(k) for k in metrics}  # tag -> the metric's name, shown in HParams
+    tags = {board_tag(final_name(k)): float(v) for k, v in metrics.items()}
     with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
         for tag, value in tags.items():
-            final.add_scalar(tag, value, global_step=0)
+            final.add_scalar(tag, value, global_step=step)
     experiment, start, end = hparams(params, tags)
     plugin = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(plugin.content)
     for info in data.experiment.metric_infos:  # read from <run>/final
         info.name.group = FINAL_RUN
+        info.display_name = names[info.name.tag]
     plugin.content = data.SerializeToString()
     with SummaryWriter(str(logger.log_dir)) as writer:  # the run's own writer is closed after the test
         for summary in (experiment, start, end):
