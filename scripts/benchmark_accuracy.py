@@ -41,22 +41,6 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from genre_torch.core.training.provenance import stamp
-from genre_torch.core.training.safe_files import atomic_path
-from genre_torch.tools.benchmark import (
-    blend,
-    config_data,
-    ensemble,
-    kept_path,
-    load_kept,
-    quick_sample,
-    run_kept,
-    single_threaded,
-    summary,
-    task_key,
-)
-from genre_torch.tools.reference_models import ANCHORS, missing
-
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("song", "artist", "canonical")
 MARKERS = ("<!-- benchmark_accuracy:begin -->", "<!-- benchmark_accuracy:end -->")
@@ -113,7 +97,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["music_genre", "spotify_tracks"])
     parser.add_argument("--features", nargs="+", default=["audio", "audio+meta"])
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    parser.add_argument("--models", nargs="+", default=[*ANCHORS, "best"])
+    parser.add_argument("--models", nargs="+", help="default: the anchors and best")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--meta_columns", nargs="+", default=None, help="metadata sources of audio+meta rows")
     parser.add_argument("--ensemble", action="store_true", help="add the seed ensemble of every network")
@@ -128,8 +112,26 @@ def main() -> None:
             with_block(args.readme.read_text(), "")
         except (OSError, ValueError) as e:
             parser.error(f"--readme {args.readme}: {e}")
-    if args.blend and ("hgb" in args.models or len(args.models) < 2):
+    if args.blend and args.models is not None and ("hgb" in args.models or len(args.models) < 2):
         parser.error("--blend needs at least two models, none of them hgb (it gives no class probabilities)")
+    # the arguments are checked: now the heavy imports (torch, Lightning, scikit-learn), seconds
+    from genre_torch.core.training.provenance import stamp
+    from genre_torch.core.training.safe_files import atomic_path
+    from genre_torch.tools.benchmark import (
+        blend,
+        config_data,
+        ensemble,
+        kept_path,
+        load_kept,
+        quick_sample,
+        run_kept,
+        single_threaded,
+        summary,
+        task_key,
+    )
+    from genre_torch.tools.reference_models import ANCHORS, missing
+
+    args.models = args.models or [*ANCHORS, "best"]
     skipped = {m: missing(m) for m in args.models if m in ANCHORS and missing(m)}
     for reason in skipped.values():
         print(f"left out: {reason}", flush=True)
