@@ -71,6 +71,11 @@ def test_tensorboard_serves_scalars_hparams_confusion_matrix_and_notes() -> None
         assert {"backbone", "backbone/hidden_dims", "criterion", "optimizer", "optimizer/lr", "seed"} <= hparams
         assert {"data/dataset", "data/features", "data/split", "data/batch_size"} <= hparams
         assert not [h for h in hparams if "_instantiator" in h or "_class_path" in h]
+        # the table ticks the first 5 of the settings marked `differs`: what tells runs apart, not constants
+        shown = sorted(h["name"] for h in experiment["hparamInfos"] if h.get("differs"))
+        assert shown == ["backbone", "backbone/hidden_dims", "criterion", "optimizer/lr", "seed"], shown
+        first = [m.get("displayName") for m in experiment["metricInfos"]][:3]
+        assert first == ["val/acc", "test/acc", "test/macro_f1"], first
         metrics = {(m["name"].get("group", ""), m["name"]["tag"]): m["displayName"] for m in experiment["metricInfos"]}
         assert {("final", "val/acc"), ("final", "z_test/acc"), ("final", "z_fit/epochs")} <= set(metrics)
         assert metrics[("final", "z_test/acc")] == "test/acc"  # the HParams column: the metric's own name

@@ -56,6 +56,18 @@ HPARAM_SETTINGS = {
     "optimizer": ("lr", "weight_decay", "momentum"),
     "lr_scheduler": ("warmup", "pct_start", "step_size"),
 }
+# What usually tells runs apart, marked `differs` so that TensorBoard's HParams table shows it (the first 5 of the
+# marked settings, then the others, by name): TensorBoard reads one run's list, so it cannot tell by itself.
+HPARAM_SHOWN = (
+    "backbone",
+    "backbone/hidden_dims",  # a backbone's width: one of these three
+    "backbone/width",
+    "backbone/d_token",
+    "criterion",
+    "optimizer/lr",
+    "seed",
+)
+FIRST_METRICS = ("val/acc", "test/acc", "test/macro_f1")  # the HParams table's first metric columns
 
 
 class CLIError(GenreTorchError):
@@ -433,8 +445,9 @@ def _log_final_to_tensorboard(
     from torch.utils.tensorboard.summary import hparams
 
     logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
-    names = {board_tag(final_name(k)): final_name(k) for k in metrics}  # tag -> the metric's name, shown in HParams
-    tags = {board_tag(final_name(k)): float(v) for k, v in metrics.items()}
+    order = sorted(metrics, key=lambda k: FIRST_METRICS.index(final_name(k)) if final_name(k) in FIRST_METRICS else 9)
+    names = {board_tag(final_name(k)): final_name(k) for k in order}  # tag -> the metric's name, shown in HParams
+    tags = {board_tag(final_name(k)): float(metrics[k]) for k in order}
     with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
         for tag, value in tags.items():
             final.add_scalar(tag, value, global_step=step)
@@ -444,6 +457,8 @@ def _log_final_to_tensorboard(
     for info in data.experiment.metric_infos:  # read from <run>/final
         info.name.group = FINAL_RUN
         info.display_name = names[info.name.tag]
+    for hparam in data.experiment.hparam_infos:
+        hparam.differs = hparam.name in HPARAM_SHOWN
     plugin.content = data.SerializeToString()
     with SummaryWriter(str(logger.log_dir)) as writer:  # the run's own writer is closed after the test
         for summary in (experiment, start, end):
