@@ -445,7 +445,8 @@ def _log_final_to_tensorboard(
     from torch.utils.tensorboard.summary import hparams
 
     logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
-    order = sorted(metrics, key=lambda k: FIRST_METRICS.index(final_name(k)) if final_name(k) in FIRST_METRICS else 9)
+    rank = {name: i for i, name in enumerate(FIRST_METRICS)}
+    order = sorted(metrics, key=lambda k: rank.get(final_name(k), len(rank)))
     names = {board_tag(final_name(k)): final_name(k) for k in order}  # tag -> the metric's name, shown in HParams
     tags = {board_tag(final_name(k)): float(metrics[k]) for k in order}
     with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
