@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,13 @@ def script(page: Path) -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A folder with the repository's configs and docs, small synthetic data, and `genre-torch` of this checkout."""
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A folder with the repository's configs and docs, small synthetic data, and `genre-torch` of this checkout.
+
+    `genre-torch` there forks each command from a server that has imported the package (tests/zygote.py): the
+    commands run as written, each in its own process, without importing torch and Lightning again each time.
+    """
+    from tests import zygote
     from tests.conftest import make_music_genre, make_spotify_tracks
 
     folder = tmp_path_factory.mktemp("docs")
@@ -96,15 +102,18 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     make_music_genre(n=50, seed=7).drop(columns=["music_genre"]).to_csv(folder / "songs.csv", index=False)
     bin_dir = folder / "bin"
     bin_dir.mkdir()
-    for name, module in (("genre-torch", "genre_torch.cli"), ("python", None)):
-        run = f"-m {module} " if module else ""
-        path = bin_dir / name  # this checkout first on the path, a command's own PYTHONPATH kept after it
-        pythonpath = f"{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"
-        path.write_text(f'#!/bin/sh\nPYTHONPATH="{pythonpath}" exec {sys.executable} {run}"$@"\n')
+    server, socket_path = zygote.start(folder)
+    (bin_dir / "genre-torch").write_text(zygote.client_script(socket_path))
+    # this checkout first on the path, a command's own PYTHONPATH kept after it
+    pythonpath = f"{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"
+    (bin_dir / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{pythonpath}" exec {sys.executable} "$@"\n')
+    for path in bin_dir.iterdir():
         path.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GENRE_TORCH_DATA_DIR": ""}
     env.pop("GENRE_TORCH_DATA_DIR")  # ./data of the workspace, as in a fresh clone
-    return folder, env
+    yield folder, env
+    server.terminate()
+    server.wait()
 
 
 @pytest.mark.slow
@@ -124,3 +133,14 @@ def test_the_docs_script_keeps_commands_and_leaves_out_only_listed_ones() -> Non
     assert "load_predictor" in text and "class GatedMLP" not in text
     assert any(line.startswith("tensorboard --logdir runs/music_genre") for line in left_out)
     assert not any("genre-torch predict" in line or "genre-torch export" in line for line in left_out)
+
+
+def test_the_workspaces_genre_torch_reports_what_the_command_reports(workspace: tuple[Path, dict[str, str]]) -> None:
+    """The forked `genre-torch` of the docs test: a failing command fails it, with the command's own words."""
+    folder, env = workspace
+    bad = subprocess.run(["bash", "-c", "genre-torch fit --no_such_option 1"], cwd=folder, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("genre-torch: error: ") and not bad.stdout, bad.stderr
+    ok = subprocess.run(["bash", "-c", "genre-torch --help"], cwd=folder, env=env,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.startswith("usage: genre-torch SUBCOMMAND"), ok.stderr
