@@ -162,3 +162,65 @@ def test_resuming_a_grid_queues_again_a_cell_that_failed_without_a_retry(tmp_pat
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert sorted(t.user_attrs["cell"] for t in waiting) == [1, 2]
     assert [t.system_attrs["fixed_params"] for t in waiting] == [{"seed_everything": 2}, {"seed_everything": 1}]
+
+
+def test_a_trial_killed_before_it_began_is_failed_and_queued_again(tmp_path) -> None:
+    """A worker killed between Optuna's ask and the trial's first heartbeat leaves a running trial with none,
+    which Optuna never finds stale: once it is older than 3 heartbeats it is failed and its cell queued again."""
+    from genre_torch.tools.search_storage import fail_trials_that_never_began, open_storage, open_study
+
+    url, cells = f"sqlite:///{tmp_path / 'study.db'}", [{"seed_everything": s} for s in range(2)]
+    storage = open_storage(url, 60)
+    open_study(storage, "orphan", {}, cells)
+    study = optuna.load_study(study_name="orphan", storage=storage)
+    study.ask(), study.ask().set_user_attr("worker", 1)  # both running, no heartbeat; the second began
+    fail_trials_that_never_began(study, storage, heartbeat=60)  # started just now: it may still be beginning
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.RUNNING] * 2
+    for _ in range(2):  # a second pass (another worker) queues nothing more
+        fail_trials_that_never_began(study, storage, heartbeat=0)
+    failed, begun, *retries = study.get_trials()
+    assert failed.state == optuna.trial.TrialState.FAIL and begun.state == optuna.trial.TrialState.RUNNING
+    assert [(t.state, t.system_attrs["fixed_params"], t.system_attrs["failed_trial"]) for t in retries] == [
+        (optuna.trial.TrialState.WAITING, {"seed_everything": 0}, 0)
+    ]
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+def test_a_sweep_resumed_after_a_kill_before_a_trial_began_runs_every_cell(data_env, tmp_path) -> None:
+    space = tmp_path / "grid.yaml"
+    space.write_text("seed_everything: {choices: [0, 1]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", str(space), "--heartbeat", "1", "--trainer.max_epochs", "1"]
+    main([*args, "--timeout", "0"])  # the study with its two cells queued, nothing trained
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    study.ask()  # a worker took cell 0 and was killed before the trial began: running, without a heartbeat
+    main([*args, "--timeout", "60"])  # before: waited for that trial until the timeout, cell 0 never ran
+    done = [t.user_attrs["cell"] for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == [0, 1]
+
+
+def test_a_signal_during_optunas_ask_ends_a_trial_that_beats(data_env, tmp_path, monkeypatch, capsys) -> None:
+    """Raised inside Optuna's ask, the signal would leave a running trial without a heartbeat (never retried):
+    it is held until the trial has begun, so the trial beats and a resumed sweep retries it once it is stale."""
+    import signal
+    import sqlite3
+
+    real = optuna.Study.ask
+
+    def ask(self: optuna.Study, *args: object, **kwargs: object) -> optuna.Trial:
+        trial = real(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as the search's parent ends its workers
+        return trial
+
+    monkeypatch.setattr(optuna.Study, "ask", ask)
+    space = tmp_path / "grid.yaml"
+    space.write_text("seed_everything: {choices: [0, 1]}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--config", CONFIG, "--space", str(space), "--heartbeat", "1"])
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert "genre-torch: interrupted by SIGTERM during the search" in capsys.readouterr().err.splitlines()[-1]
+    study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
+    (trial,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    with sqlite3.connect("runs/music_genre-grid/study.db") as db:
+        beats = db.execute("select count(*) from trial_heartbeats join trials using (trial_id) where number = ?",
+                           (trial.number,)).fetchone()[0]  # fmt: skip
+    assert beats == 1 and "worker" in trial.user_attrs

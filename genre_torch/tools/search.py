@@ -46,7 +46,7 @@ from genre_torch.core.training import signals
 from genre_torch.core.training.safe_files import write_error
 from genre_torch.tools import parsers
 from genre_torch.tools.search_space import SearchSpace, covering, option_args
-from genre_torch.tools.search_storage import open_storage, open_study
+from genre_torch.tools.search_storage import fail_trials_that_never_began, open_storage, open_study
 from genre_torch.tools.search_summary import study_summary, summary
 
 State = optuna.trial.TrialState
@@ -181,13 +181,19 @@ def work(job: Job) -> None:
     start, waiting = time.monotonic(), False
     while job.timeout is None or time.monotonic() - start < job.timeout:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and queued again
+        fail_trials_that_never_began(study, storage, job.heartbeat)  # or one killed before it began
         count = Counter(t.state for t in study.get_trials(deepcopy=False))
         finished = count[State.COMPLETE] + count[State.PRUNED]
         started = finished + count[State.RUNNING] + count[State.WAITING]
         if count[State.WAITING] or (job.trials is not None and started < job.trials):
             waiting = False
             signals.check()  # a signal whose exception Python dropped (in a library's finaliser): no next trial
-            study.optimize(objective, n_trials=1, catch=(search_trial.Surplus,), gc_after_trial=True)
+            signals.defer(True)  # held during Optuna's ask, before the trial's heartbeat: run_trial raises it
+            try:
+                study.optimize(objective, n_trials=1, catch=(search_trial.Surplus,), gc_after_trial=True)
+            finally:
+                signals.defer(False)
+            signals.check()
         elif count[State.RUNNING]:  # another worker's trials: they finish, or go stale and are queued again
             if not waiting:
                 print(f"waiting for {count[State.RUNNING]} running trial(s) of other workers", file=sys.stderr)

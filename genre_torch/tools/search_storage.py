@@ -13,10 +13,16 @@ Workers started together on a new database all create Optuna's tables. A lock fi
 openers, but not other programs (optuna-dashboard) nor machines sharing a PostgreSQL server, where the losers
 of that race fail with a duplicate-key or "already exists" error; opening is retried then, and the retry finds
 the tables the winner made.
+
+Optuna finds a trial stale by its heartbeat only. A worker stopped between Optuna's ask (the trial is RUNNING)
+and the trial's first beat leaves a trial with none, which Optuna never fails: a resumed search would wait for it
+forever. A signal there is held until the trial has begun (search.work, search_trial.run_trial); a kill there is
+caught by `fail_trials_that_never_began`.
 """
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import time
 import warnings
@@ -30,6 +36,7 @@ from sqlalchemy.engine import make_url
 from genre_torch.core.errors import GenreTorchError
 
 State = optuna.trial.TrialState
+STALE_BEATS = 3  # missed heartbeats after which a running trial is failed and queued again
 
 
 def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
@@ -73,7 +80,7 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         raise GenreTorchError(f"--storage {url!r} is not a database URL (sqlite:///FILE, postgresql://...)") from None
     kwargs: dict[str, Any] = {
         "heartbeat_interval": heartbeat,
-        "grace_period": 3 * heartbeat,
+        "grace_period": STALE_BEATS * heartbeat,
         "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(),
     }
     shown = parsed.render_as_string(hide_password=True)
@@ -97,6 +104,24 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as e:
         raise GenreTorchError(f"cannot open storage {shown}: {str(e).splitlines()[0]}") from None
+
+
+def fail_trials_that_never_began(study: optuna.Study, storage: optuna.storages.RDBStorage, heartbeat: int) -> None:
+    """Fail, and queue again as Optuna queues a stale trial, each running trial that never began (no `worker`
+    attribute: its worker was killed between Optuna's ask and the objective) and started more than STALE_BEATS
+    heartbeats ago, by this machine's clock (a live trial begins within milliseconds of its start)."""
+    now, grace = datetime.datetime.now(), datetime.timedelta(seconds=STALE_BEATS * heartbeat)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
+        if "worker" in trial.user_attrs or trial.datetime_start is None or now - trial.datetime_start < grace:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=State.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
 
 
 def open_study(

@@ -17,6 +17,7 @@ from torch import nn
 
 from genre_torch.cli import run_cli
 from genre_torch.core.errors import GenreTorchError
+from genre_torch.core.training import signals
 from genre_torch.core.training.lightning_cli import log_final, run_checkpoint
 from genre_torch.tools.search_space import SearchSpace, option_args
 
@@ -84,6 +85,9 @@ def check_surplus(trial: optuna.Trial, trials: int | None) -> None:
 
 def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, folder: Path, trials: int | None) -> float:
     """Fit the trial's config with validation only (the test split never reaches a model); its best val/acc."""
+    trial.set_user_attr("worker", os.getpid())  # begun: its heartbeat thread runs (search_storage)
+    signals.defer(False)  # a signal held during Optuna's ask ends the trial here, once it beats: stale, retried
+    signals.check()
     check_surplus(trial, trials)
     values = space.suggest(trial)
     run_dir = folder / f"trial_{trial.number:05d}"
@@ -96,7 +100,7 @@ def run_trial(trial: optuna.Trial, fit_args: list[str], space: SearchSpace, fold
     if not report.best:
         raise GenreTorchError("a trial ran no validation epoch; check --trainer.limit_val_batches / max_epochs")
     attrs = {**report.best, "epochs": report.epochs, "seed": cli.config["seed_everything"]}
-    attrs.update(seconds=round(time.perf_counter() - start, 3), worker=os.getpid())
+    attrs["seconds"] = round(time.perf_counter() - start, 3)
     attrs["dense_flops"] = dense_flops(cli.trainer, cli.model, cli.datamodule, report.epochs)
     logger = cli.trainer.logger
     if logger is not None:  # the study in TensorBoard's HParams tab: this trial's options and final metrics
