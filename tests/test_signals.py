@@ -175,7 +175,8 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
     ], err[-3000:]
     from genre_torch.cli import main
 
-    main(args)  # resumed: the interrupted trial is retried once its heartbeat is stale, every cell runs once
+    main([*args, "--timeout", "300"])  # resumed: the interrupted trial is retried once its heartbeat is stale, every
+    # cell runs once (--timeout: a trial that is never retried fails the test instead of hanging it)
     optuna = pytest.importorskip("optuna")
     study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
     done = [t.user_attrs["cell"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

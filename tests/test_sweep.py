@@ -106,7 +106,7 @@ def test_sweep_runs_every_cell_once_across_workers_and_a_killed_worker(data_env,
     before = {t.user_attrs["cell"]: t.value for t in study.trials if t.state == COMPLETE}
     assert sorted(before) == [0, 1]
 
-    main(["sweep", *args, "--workers", "2"])  # resumes: the dead worker's cell is failed and queued again
+    main(["sweep", *args, "--workers", "2", "--timeout", "300"])  # resumes: the dead worker's cell failed, queued again
     trials = study.trials
     done = [t for t in trials if t.state == COMPLETE]
     assert sorted(t.user_attrs["cell"] for t in done) == list(range(12))  # every cell exactly once
@@ -166,7 +166,10 @@ def test_resuming_a_grid_queues_again_a_cell_that_failed_without_a_retry(tmp_pat
 
 def test_a_trial_killed_before_it_began_is_failed_and_queued_again(tmp_path) -> None:
     """A worker killed between Optuna's ask and the trial's first heartbeat leaves a running trial with none,
-    which Optuna never finds stale: once it is older than 3 heartbeats it is failed and its cell queued again."""
+    which Optuna never finds stale: a later command fails it and queues its cell again once it is older than 3
+    heartbeats; a trial that began, or one asked by the command's own workers, is left alone."""
+    import time
+
     from genre_torch.tools.search_storage import fail_trials_that_never_began, open_storage, open_study
 
     url, cells = f"sqlite:///{tmp_path / 'study.db'}", [{"seed_everything": s} for s in range(2)]
@@ -174,12 +177,16 @@ def test_a_trial_killed_before_it_began_is_failed_and_queued_again(tmp_path) -> 
     open_study(storage, "orphan", {}, cells)
     study = optuna.load_study(study_name="orphan", storage=storage)
     study.ask(), study.ask().set_user_attr("worker", 1)  # both running, no heartbeat; the second began
-    fail_trials_that_never_began(study, storage, heartbeat=60)  # started just now: it may still be beginning
-    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.RUNNING] * 2
+    time.sleep(0.01)
+    started = time.time()  # a later command; then one of its workers asks a trial, still beginning
+    study.ask()
+    fail_trials_that_never_began(study, storage, 60, started)  # asked just now: it may still be beginning
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.RUNNING] * 3
     for _ in range(2):  # a second pass (another worker) queues nothing more
-        fail_trials_that_never_began(study, storage, heartbeat=0)
-    failed, begun, *retries = study.get_trials()
-    assert failed.state == optuna.trial.TrialState.FAIL and begun.state == optuna.trial.TrialState.RUNNING
+        fail_trials_that_never_began(study, storage, 0, started)
+    failed, begun, own, *retries = study.get_trials()
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert begun.state == own.state == optuna.trial.TrialState.RUNNING
     assert [(t.state, t.system_attrs["fixed_params"], t.system_attrs["failed_trial"]) for t in retries] == [
         (optuna.trial.TrialState.WAITING, {"seed_everything": 0}, 0)
     ]

@@ -294,7 +294,7 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
     assert killed is not None, (tmp_path / "worker.log").read_text()[-3000:]
     before = {t.number: t.value for t in load(name, url).trials if t.state in FINISHED}
 
-    main(args)  # the same command again: resumes
+    main([*args, "--timeout", "300"])  # the same command again: resumes (--timeout: a lost trial fails, not hangs)
     trials = load(name, url).trials
     assert {t.number: t.value for t in trials if t.number in before} == before  # finished trials kept
     assert trials[killed.number].state == optuna.trial.TrialState.FAIL  # no heartbeat: marked failed...

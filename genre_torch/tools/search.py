@@ -64,6 +64,7 @@ class Job:
     trials: int | None  # None: a grid
     timeout: float | None
     heartbeat: int
+    started: float  # time.time() as the command began: a trial asked before it and never begun was left by another
 
 
 def parse(argv: list[str], grid: bool) -> tuple[Any, list[str]]:
@@ -110,8 +111,10 @@ def search(argv: list[str], grid: bool) -> None:
     trials = None if grid else args.trials
     # a search starts from the base config itself (when its values lie in the space): its best is never worse
     base = None if grid else space.params_of({k: _lookup(search_trial.resolved_config(fit_args), k) for k in keys})
+    started = time.time()
     open_study(open_storage(url, args.heartbeat), study_name, identity, cells, base)
-    job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat)
+    job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat,
+              started)  # fmt: skip
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
     try:
         run_workers(job, args.workers)
@@ -181,7 +184,7 @@ def work(job: Job) -> None:
     start, waiting = time.monotonic(), False
     while job.timeout is None or time.monotonic() - start < job.timeout:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and queued again
-        fail_trials_that_never_began(study, storage, job.heartbeat)  # or one killed before it began
+        fail_trials_that_never_began(study, storage, job.heartbeat, job.started)  # or one killed before it began
         count = Counter(t.state for t in study.get_trials(deepcopy=False))
         finished = count[State.COMPLETE] + count[State.PRUNED]
         started = finished + count[State.RUNNING] + count[State.WAITING]

@@ -106,14 +106,20 @@ def open_storage(url: str, heartbeat: int) -> optuna.storages.RDBStorage:
         raise GenreTorchError(f"cannot open storage {shown}: {str(e).splitlines()[0]}") from None
 
 
-def fail_trials_that_never_began(study: optuna.Study, storage: optuna.storages.RDBStorage, heartbeat: int) -> None:
+def fail_trials_that_never_began(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, heartbeat: int, started: float
+) -> None:
     """Fail, and queue again as Optuna queues a stale trial, each running trial that never began (no `worker`
-    attribute: its worker was killed between Optuna's ask and the objective) and started more than STALE_BEATS
-    heartbeats ago, by this machine's clock (a live trial begins within milliseconds of its start)."""
+    attribute: its worker was killed between Optuna's ask and the objective), was asked before this command
+    `started` (time.time()) and more than STALE_BEATS heartbeats ago. A trial asked by a live worker begins within
+    milliseconds, but a loaded database can hold it for seconds: a trial of this command's own workers is never
+    taken for dead."""
     now, grace = datetime.datetime.now(), datetime.timedelta(seconds=STALE_BEATS * heartbeat)
+    before = datetime.datetime.fromtimestamp(started)
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
-        if "worker" in trial.user_attrs or trial.datetime_start is None or now - trial.datetime_start < grace:
+        start = trial.datetime_start
+        if "worker" in trial.user_attrs or start is None or start >= before or now - start < grace:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
