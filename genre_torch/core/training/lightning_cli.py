@@ -446,9 +446,9 @@ def _log_final_to_tensorboard(
 
     logger.log_hyperparams(params)  # hparams.yaml; no metrics: Lightning writes no summary
     rank = {name: i for i, name in enumerate(FIRST_METRICS)}
-    order = sorted(metrics, key=lambda k: rank.get(final_name(k), len(rank)))
-    names = {board_tag(final_name(k)): final_name(k) for k in order}  # tag -> the metric's name, shown in HParams
-    tags = {board_tag(final_name(k)): float(metrics[k]) for k in order}
+    finals = sorted(((final_name(k), float(v)) for k, v in metrics.items()), key=lambda f: rank.get(f[0], len(rank)))
+    names = {board_tag(name): name for name, _ in finals}  # tag -> the metric's name, shown in HParams
+    tags = {board_tag(name): value for name, value in finals}
     with SummaryWriter(str(Path(logger.log_dir) / FINAL_RUN)) as final:
         for tag, value in tags.items():
             final.add_scalar(tag, value, global_step=step)
