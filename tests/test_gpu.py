@@ -34,3 +34,19 @@ def test_gpu_fp32_matches_cpu_and_its_checkpoint_predicts_on_cpu(data_env) -> No
     assert next(predictor.backbone.parameters()).device.type == "cpu"
     table = predictor.predict(gpu.datamodule.frame.head(50))
     assert table["predicted_genre"].isin(predictor.classes).all()
+
+
+def test_search_workers_forked_from_the_forkserver_train_on_the_gpu(data_env, tmp_path) -> None:
+    """Workers fork from a server that imported torch and Lightning: that import must leave CUDA uninitialised,
+    or every forked worker fails its first CUDA call."""
+    optuna = pytest.importorskip("optuna")
+    from genre_torch.cli import main
+
+    space = tmp_path / "seeds.yaml"
+    space.write_text("seed_everything: {choices: [0, 1]}\n")
+    main(["sweep", "--config", str(CONFIGS / "music_genre.yaml"), "--config", str(CONFIGS / "presets" / "gpu.yaml"),
+          "--space", str(space), "--workers", "2", "--trainer.max_epochs", "2", "--timeout", "300"])  # fmt: skip
+    study = optuna.load_study(
+        study_name="music_genre-gpu-seeds", storage="sqlite:///runs/music_genre-gpu-seeds/study.db"
+    )
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2

@@ -231,3 +231,27 @@ def test_a_signal_during_optunas_ask_ends_a_trial_that_beats(data_env, tmp_path,
         beats = db.execute("select count(*) from trial_heartbeats join trials using (trial_id) where number = ?",
                            (trial.number,)).fetchone()[0]  # fmt: skip
     assert beats == 1 and "worker" in trial.user_attrs
+
+
+@pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
+def test_a_later_search_in_the_same_process_gives_its_workers_its_own_environment(data_env, tmp_path, monkeypatch):
+    """Workers are forks of a server that the process's first search started: each search still hands its workers
+    its environment (here the data folder), not the one the server started with."""
+    from tests.conftest import make_music_genre
+
+    space = tmp_path / "seeds.yaml"
+    space.write_text("seed_everything: {choices: [0, 1]}\n")
+    args = ["sweep", "--config", CONFIG, "--space", str(space), "--workers", "2", "--trainer.max_steps", "2"]
+    main([*args, "--study", "first"])
+    smaller = tmp_path / "smaller"
+    smaller.mkdir()
+    make_music_genre(n=300).to_csv(smaller / "music_genre.csv", index=False)
+    monkeypatch.setenv("GENRE_TORCH_DATA_DIR", str(smaller))
+    main([*args, "--study", "second"])
+
+    def flops(name: str) -> list[float]:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///runs/{name}/study.db")
+        return [t.user_attrs["dense_flops"] for t in study.trials if t.state == COMPLETE]
+
+    first, second = flops("first"), flops("second")
+    assert len(first) == len(second) == 2 and max(second) < min(first)  # half the rows: the second folder's data

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import sys
 import time
 import warnings
@@ -65,6 +66,7 @@ class Job:
     timeout: float | None
     heartbeat: int
     started: float  # time.time() as the command began: a trial asked before it and never begun was left by another
+    env: dict[str, str]  # the environment as the workers start (a forkserver keeps the one it started with)
 
 
 def parse(argv: list[str], grid: bool) -> tuple[Any, list[str]]:
@@ -114,7 +116,7 @@ def search(argv: list[str], grid: bool) -> None:
     started = time.time()
     open_study(open_storage(url, args.heartbeat), study_name, identity, cells, base)
     job = Job(url, study_name, space.raw, fit_args, str(folder), trials, getattr(args, "timeout", None), args.heartbeat,
-              started)  # fmt: skip
+              started, dict(os.environ))  # fmt: skip
     print(f"study {study_name} on {_shown(url)}; runs: tensorboard --logdir {folder}", file=sys.stderr)
     try:
         run_workers(job, args.workers)
@@ -206,14 +208,27 @@ def work(job: Job) -> None:
             return
 
 
+# what a trial imports: the forkserver imports it once, and every worker is a fork of it
+PRELOAD = [
+    "genre_torch.cli",
+    "genre_torch.tools.search",
+    "genre_torch.tools.search_trial",
+    "genre_torch.core.data.datamodule",
+    "genre_torch.core.training.module",
+    "genre_torch.tools.report",
+]
+
+
 def _work_process(job: Job) -> None:
-    """Entry point of a spawned worker: a GenreTorchError is one line on stderr and exit code 2.
+    """Entry point of a worker process: a GenreTorchError is one line on stderr and exit code 2.
 
     A signal ends it quietly with 128 + its number (the process running the search says it in one line); its trial
     stays running in the study, so that a resumed search retries it once its heartbeat is stale.
     """
     from genre_torch.cli import quiet_console
 
+    os.environ.clear()
+    os.environ.update(job.env)
     quiet_console()  # as `genre-torch` itself: one-line warnings, no Lightning banners
     signals.watch()
     try:
@@ -232,8 +247,7 @@ def run_workers(job: Job, workers: int) -> None:
     """Run `workers` worker processes (or this process for one); stop them all when one fails."""
     if workers == 1:
         return work(job)
-    spawn = multiprocessing.get_context("spawn")  # fresh processes: no CUDA context or DB connection inherited
-    procs = [spawn.Process(target=_work_process, args=(job,), name=f"worker {i}") for i in range(workers)]
+    procs = [_context().Process(target=_work_process, args=(job,), name=f"worker {i}") for i in range(workers)]
     for p in procs:
         p.start()
     try:
@@ -249,6 +263,19 @@ def run_workers(job: Job, workers: int) -> None:
             if p.exitcode is None:
                 p.terminate()
             p.join()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Where workers come from: forks of a server that imported PRELOAD once, else fresh interpreters.
+
+    Not forks of this process: it may hold a CUDA context, database connections or threads. The forkserver has
+    only imported modules (none of which initialises CUDA), as PyTorch's multiprocessing notes allow for CUDA.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # used when the server starts: the first search of this process
+    return context
 
 
 def report_best(study: optuna.Study, space: SearchSpace, job: Job, out: Path | None) -> None:
