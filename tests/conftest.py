@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -126,6 +127,24 @@ def data_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("GENRE_TORCH_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """`python` (for `-m` and `-c`) and `genre-torch` whose commands fork from one server per test process that has
+    imported torch, Lightning and the package (tests/zygote.py): for tests of what a command does, not of startup."""
+    from tests import zygote
+
+    folder = tmp_path_factory.mktemp("warm")
+    server, socket_path = zygote.start(folder)
+    paths = {"python": folder / "python", "genre-torch": folder / "genre-torch"}
+    paths["python"].write_text(zygote.python_script(socket_path))
+    paths["genre-torch"].write_text(zygote.client_script(socket_path))
+    for path in paths.values():
+        path.chmod(0o755)
+    yield paths
+    server.terminate()
+    server.wait()
 
 
 def real_file(name: str) -> Path:

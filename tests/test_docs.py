@@ -84,13 +84,12 @@ def script(page: Path) -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+def workspace(tmp_path_factory: pytest.TempPathFactory, warm: dict[str, Path]) -> Iterator[tuple[Path, dict[str, str]]]:
     """A folder with the repository's configs and docs, small synthetic data, and `genre-torch` of this checkout.
 
     `genre-torch` there forks each command from a server that has imported the package (tests/zygote.py): the
     commands run as written, each in its own process, without importing torch and Lightning again each time.
     """
-    from tests import zygote
     from tests.conftest import make_music_genre, make_spotify_tracks
 
     folder = tmp_path_factory.mktemp("docs")
@@ -102,18 +101,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     make_music_genre(n=50, seed=7).drop(columns=["music_genre"]).to_csv(folder / "songs.csv", index=False)
     bin_dir = folder / "bin"
     bin_dir.mkdir()
-    server, socket_path = zygote.start(folder)
-    (bin_dir / "genre-torch").write_text(zygote.client_script(socket_path))
+    (bin_dir / "genre-torch").symlink_to(warm["genre-torch"])
     # this checkout first on the path, a command's own PYTHONPATH kept after it
     pythonpath = f"{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"
     (bin_dir / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{pythonpath}" exec {sys.executable} "$@"\n')
-    for path in bin_dir.iterdir():
-        path.chmod(0o755)
+    (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GENRE_TORCH_DATA_DIR": ""}
     env.pop("GENRE_TORCH_DATA_DIR")  # ./data of the workspace, as in a fresh clone
     yield folder, env
-    server.terminate()
-    server.wait()
 
 
 @pytest.mark.slow

@@ -92,13 +92,13 @@ def gtzan_like(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
-def test_data_check_and_fit_report_a_column_that_gives_the_genre_away(tmp_path, capsys) -> None:
+def test_data_check_and_fit_report_a_column_that_gives_the_genre_away(tmp_path, capsys, warm) -> None:
     csv, spec = gtzan_like(tmp_path)
     code, out, _ = run(capsys, "data", "check", csv, "--dataset", spec, "--no_hash")
     assert code == 0
     proxy = "the text before the first non-letter of column filename predicts label alone for 100% of the rows"
     assert proxy in out and "28 rows repeat the feature values of another row (14 groups, 0 of them" in out, out
-    fit = [sys.executable, "-m", "genre_torch.cli", "fit", "--data.dataset", str(spec), "--data.path", str(csv)]
+    fit = [warm["python"], "-m", "genre_torch.cli", "fit", "--data.dataset", str(spec), "--data.path", str(csv)]
     fit += ["--trainer.max_epochs", "1", "--runs_dir", str(tmp_path / "r"), "--checkpoints_dir", str(tmp_path / "c")]
     proc = subprocess.run(fit, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

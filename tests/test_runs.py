@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,9 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 @pytest.mark.slow
-def test_runs_started_together_get_their_own_folders(data_env) -> None:
+def test_runs_started_together_get_their_own_folders(data_env, warm) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT, "--trainer.enable_progress_bar", "false"]
+    cmd = [warm["python"], "-m", "genre_torch.cli", *FIT, "--trainer.enable_progress_bar", "false"]  # warm: forks
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)

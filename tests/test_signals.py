@@ -58,6 +58,13 @@ def wait_for(condition, proc: subprocess.Popen, deadline: float = 120.0) -> None
         time.sleep(0.05)
 
 
+@pytest.fixture
+def python(warm: dict[str, Path]) -> str:
+    """`python` for the commands of these tests: a fork of a warm process, for what a command does on a signal
+    (tests/zygote.py passes the signal on); startup itself is tested with the real interpreter elsewhere."""
+    return str(warm["python"])
+
+
 @pytest.fixture(autouse=True)
 def stacks_on_abort(monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands these tests start print every thread's stack on SIGABRT (`finish`)."""
@@ -82,9 +89,9 @@ def the_line(stderr: str) -> str:
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(data_env, signum: int) -> None:
+def test_a_signal_during_fit_ends_with_one_line_and_128_plus_signum(python, data_env, signum: int) -> None:
     last = Path("checkpoints/music_genre/version_0/last.ckpt")
-    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT]
+    cmd = [python, "-m", "genre_torch.cli", *FIT]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(last.is_file, proc)
@@ -119,16 +126,16 @@ class Swallow(pl.Callback):
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
-def test_a_sigint_during_fit_is_raised_at_the_next_batch_not_inside_the_code_it_landed_in(data_env) -> None:
+def test_a_sigint_during_fit_is_raised_at_the_next_batch_not_inside_the_code_it_landed_in(python, data_env) -> None:
     args = ["fit", "--config", CONFIG, "--trainer.max_epochs", "4", "--early_stopping.patience", "100"]
-    proc = subprocess.run([sys.executable, "-c", SWALLOWED, *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([python, "-c", SWALLOWED, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 130 and "the hook finished its work" in proc.stdout
     assert the_line(proc.stderr).startswith("genre-torch: interrupted by SIGINT after epoch 1; resume with")
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
-def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(data_env) -> None:
-    args = [sys.executable, "-c", SELF_SIGNAL, "on_train_batch_start", "SIGINT", *FIT]
+def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(python, data_env) -> None:
+    args = [python, "-c", SELF_SIGNAL, "on_train_batch_start", "SIGINT", *FIT]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 130
     assert the_line(proc.stderr) == (
@@ -139,10 +146,10 @@ def test_a_fit_interrupted_before_its_first_checkpoint_leaves_nothing(data_env) 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize("sub", ["validate", "test"])
-def test_sigterm_during_an_evaluation_is_not_a_result(data_env, sub: str) -> None:
+def test_sigterm_during_an_evaluation_is_not_a_result(python, data_env, sub: str) -> None:
     ckpt = trained("music_genre").ckpt
     hook = f"on_{sub.replace('validate', 'validation')}_batch_start"
-    args = [sys.executable, "-c", SELF_SIGNAL, hook, "SIGTERM", sub, "--config", CONFIG, "--ckpt_path", str(ckpt)]
+    args = [python, "-c", SELF_SIGNAL, hook, "SIGTERM", sub, "--config", CONFIG, "--ckpt_path", str(ckpt)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 143
     assert the_line(proc.stderr).startswith("genre-torch: interrupted by SIGTERM before it finished")
@@ -154,12 +161,14 @@ SEARCH_CASES = [(signal.SIGTERM, "1"), (signal.SIGINT, "2")]
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
 @pytest.mark.parametrize(("signum", "workers"), SEARCH_CASES, ids=["SIGTERM", "SIGINT"])
-def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env, signum: int, workers: str) -> None:
+def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(
+    python, data_env, signum: int, workers: str
+) -> None:
     space = Path("grid.yaml")
     space.write_text("seed_everything: {choices: [0, 1, 2]}\n")
     args = ["sweep", "--config", CONFIG, "--space", str(space), "--workers", workers, "--heartbeat", "1"]
     args += ["--trainer.max_epochs", "60", "--early_stopping.patience", "1000"]
-    cmd = [sys.executable, "-m", "genre_torch.cli", *args]
+    cmd = [python, "-m", "genre_torch.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any(Path("runs").glob("*/trial_*/music_genre/version_0/events.*")), proc)
@@ -184,7 +193,7 @@ def test_a_signal_during_a_sweep_ends_with_one_line_and_128_plus_signum(data_env
 
 
 @pytest.mark.slow  # over 5 s: left out of `make test-fast` (`make test` runs it)
-def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path) -> None:
+def test_under_slurm_lightnings_requeue_signal_still_requeues(python, data_env, tmp_path) -> None:
     """SIGUSR1 (SLURM's warning before the time limit): Lightning saves an hpc checkpoint and requeues the job."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -196,7 +205,7 @@ def test_under_slurm_lightnings_requeue_signal_still_requeues(data_env, tmp_path
     # Lightning's requeue handler closes the loggers from inside the signal handler: a signal that lands while the
     # main thread is writing a TensorBoard event deadlocks on the writer's lock. Small batches make the epochs long
     # beside their one write, so the signal lands in a training step (where SLURM's would), not in that write.
-    cmd = [sys.executable, "-m", "genre_torch.cli", *FIT, "--data.batch_size", "4"]
+    cmd = [python, "-m", "genre_torch.cli", *FIT, "--data.batch_size", "4"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(Path("checkpoints/music_genre/version_0/last.ckpt").is_file, proc)
@@ -334,11 +343,11 @@ cli.main(sys.argv[3:])
     [(0, "direct"), (1, "direct"), (0, "finaliser")],
     ids=["before-the-first-trial", "after-the-first-trial", "in-a-finaliser-before-the-first-trial"],
 )
-def test_ctrl_c_in_a_search_worker_between_trials_is_one_line_and_130(data_env, done: int, where: str) -> None:
+def test_ctrl_c_in_a_search_worker_between_trials_is_one_line_and_130(python, data_env, done: int, where: str) -> None:
     optuna = pytest.importorskip("optuna")
     Path("grid.yaml").write_text("seed_everything: {choices: [0, 1]}\n")
     args = ["sweep", "--config", CONFIG, "--space", "grid.yaml", "--workers", "1", "--trainer.max_epochs", "1"]
-    script = [sys.executable, "-c", BETWEEN_TRIALS, str(done), where, *args]
+    script = [python, "-c", BETWEEN_TRIALS, str(done), where, *args]
     proc = subprocess.run(script, capture_output=True, text=True)
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert [line for line in proc.stderr.splitlines() if line.startswith("genre-torch") or "Trace" in line] == [

@@ -60,13 +60,13 @@ while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)
 
 
 @pytest.mark.slow
-def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path) -> None:
+def test_sqlite_claims_of_queued_cells_are_exclusive(tmp_path, warm) -> None:
     from genre_torch.tools.search_storage import open_storage, open_study
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     open_study(open_storage(url, 60), "claims", {}, [{"cell": i} for i in range(150)])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen([sys.executable, "-c", CLAIM, url], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    workers = [subprocess.Popen([warm["python"], "-c", CLAIM, url], env=env, stderr=subprocess.PIPE) for _ in range(3)]
     errors = [w.communicate(timeout=300)[1].decode() for w in workers]
     # a trial claimed twice ends with "Trial#N has already finished" in the slower claimant
     assert all(w.returncode == 0 for w in workers), "\n".join(errors)[-3000:]
@@ -95,12 +95,12 @@ search.sweep(sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_sweep_runs_every_cell_once_across_workers_and_a_killed_worker(data_env, tmp_path, capsys) -> None:
+def test_sweep_runs_every_cell_once_across_workers_and_a_killed_worker(data_env, tmp_path, capsys, warm) -> None:
     space = tmp_path / "grid.yaml"
     space.write_text(json.dumps(GRID))
     args = ["--config", CONFIG, "--space", str(space), "--heartbeat", "1", "--trainer.max_epochs", "4"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_CELL_2, *args], env=env, capture_output=True, timeout=300)
+    killed = subprocess.run([warm["python"], "-c", KILL_AT_CELL_2, *args], env=env, capture_output=True, timeout=300)
     assert killed.returncode == -9, killed.stderr.decode()[-3000:]
     study = optuna.load_study(study_name="music_genre-grid", storage="sqlite:///runs/music_genre-grid/study.db")
     before = {t.user_attrs["cell"]: t.value for t in study.trials if t.state == COMPLETE}

@@ -1,23 +1,28 @@
-"""A warm `genre-torch` for tests that run many commands: each command is a process forked from a server that
-has imported torch, Lightning and the package once (about 4 s of CPU saved per command on 2 cores).
+"""A warm `genre-torch` and `python` for tests that run commands: each command is a process forked from a server
+that has imported torch, Lightning and the package once (about 5 s of CPU saved per command on 2 cores).
 
-`python -m tests.zygote SOCKET` serves; `client_script(SOCKET)` is a `genre-torch` executable that hands its
-arguments, environment, folder and standard streams to a fresh fork and exits with the command's status, as the
-real console script would. A command's process is a real one: its own pid, signals, files and exit status; only
-the imports are shared. Tests of startup itself (what is imported when, import-time warnings) use the real
-console script instead.
+`python -m tests.zygote SOCKET` serves. `client_script(SOCKET)` is a `genre-torch` executable and
+`python_script(SOCKET)` a `python` that runs `-m MODULE ...` or `-c CODE ...`: each hands its arguments, environment,
+folder and standard streams to a fresh fork, passes on the signals it gets (SIGINT, SIGTERM, SIGUSR1, SIGABRT) and
+exits with the command's status, as the real ones would; killing it kills the command. A command's process is a
+real one: its own pid, signals, files and exit status; only the imports are shared. Tests of startup itself (what
+is imported when, import-time warnings, the process tree) run the real interpreter instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import gc
 import json
 import os
 import runpy
+import select
 import signal
 import socket
 import struct
 import sys
+import types
 from pathlib import Path
 
 # what `genre-torch fit/test/predict/export` import; imported once, before the server forks
@@ -28,7 +33,10 @@ PRELOAD = (
     "genre_torch.core.data",
     "genre_torch.tools.report",
     "genre_torch.tools.predict",
+    "genre_torch.tools.search",
+    "genre_torch.tools.search_trial",
 )
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGABRT)
 HEADER = struct.Struct("!I")
 
 
@@ -43,15 +51,25 @@ def _recv_exact(conn: socket.socket, size: int, start: bytes = b"") -> bytes:
 
 
 def _run_command(request: dict, base_path: list[str]) -> None:
-    """In the forked process: become `python -m genre_torch.cli ARGV` in the client's folder and environment."""
+    """In the forked process: become `python ARGV` (`-m MODULE ...` or `-c CODE ...`) in the client's folder and
+    environment."""
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    if os.environ.get("PYTHONFAULTHANDLER"):  # the interpreter reads it at startup, which a fork skips
+        faulthandler.enable()
     extra = [os.path.abspath(p) for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [os.getcwd(), *extra, *(p for p in base_path if p not in extra)]
-    sys.argv = ["genre-torch", *request["argv"]]
-    del sys.modules["genre_torch.cli"]  # as in a fresh `python -m`: run as __main__, imported again if asked for
-    runpy.run_module("genre_torch.cli", run_name="__main__", alter_sys=True)
+    option, target, *args = request["argv"]
+    first = os.getcwd() if option == "-m" else ""  # as `python -m` and `python -c` put it first
+    sys.path[:] = [first, *extra, *(p for p in base_path if p not in extra)]
+    if option == "-c":
+        sys.argv = ["-c", *args]
+        main = sys.modules["__main__"] = types.ModuleType("__main__")  # no file, as under `python -c`
+        exec(compile(target, "<string>", "exec"), main.__dict__)
+        return
+    sys.argv = [target, *args]
+    sys.modules.pop(target, None)  # as in a fresh `python -m`: run as __main__, imported again if asked for
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
 
 
 def _handle(conn: socket.socket, base_path: list[str]) -> int:
@@ -72,7 +90,8 @@ def _handle(conn: socket.socket, base_path: list[str]) -> int:
             os.dup2(fd, target)
             os.close(fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in FORWARDED[1:]:
+            signal.signal(signum, signal.SIG_DFL)
         try:
             _run_command(request, base_path)
         except SystemExit as e:
@@ -85,8 +104,13 @@ def _handle(conn: socket.socket, base_path: list[str]) -> int:
     for fd in fds:
         os.close(fd)
     conn.sendall(f"{pid}\n".encode())
-    _, status = os.waitpid(pid, 0)
-    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+    while not (ended := os.waitpid(pid, os.WNOHANG))[0]:
+        if select.select([conn], [], [], 0.2)[0] and not conn.recv(1):  # the client was killed: so is its command
+            os.kill(pid, signal.SIGKILL)
+            ended = os.waitpid(pid, 0)
+            break
+    with contextlib.suppress(OSError):  # the client is gone
+        conn.sendall(f"{os.waitstatus_to_exitcode(ended[1])}\n".encode())
     os._exit(0)  # the runner leaves without the exit handlers its imports registered
 
 
@@ -122,16 +146,17 @@ CLIENT = r"""#!{python} -I
 import json, os, signal, socket, struct, sys
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect({path!r})
-body = json.dumps({{"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}}).encode()
+body = json.dumps({{"argv": [*{prefix!r}, *sys.argv[1:]], "env": dict(os.environ), "cwd": os.getcwd()}}).encode()
 socket.send_fds(sock, [struct.pack("!I", len(body)) + body], [0, 1, 2])
 reply = sock.makefile()
 pid = int(reply.readline())
-for signum in (signal.SIGINT, signal.SIGTERM):
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGABRT):
     signal.signal(signum, lambda s, f: os.kill(pid, s))
 line = reply.readline()
 code = int(line) if line else 1
 if code < 0:  # killed by a signal: end the same way, as the shell would see it
-    signal.signal(-code, signal.SIG_DFL)
+    if -code != signal.SIGKILL:  # which has no handler to take back
+        signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
 sys.exit(code)
 """
@@ -139,7 +164,12 @@ sys.exit(code)
 
 def client_script(path: str | os.PathLike) -> str:
     """The text of a `genre-torch` executable that runs its command in the server listening at `path`."""
-    return CLIENT.format(python=sys.executable, path=str(path))
+    return CLIENT.format(python=sys.executable, path=str(path), prefix=["-m", "genre_torch.cli"])
+
+
+def python_script(path: str | os.PathLike) -> str:
+    """The text of a `python` executable for `-m MODULE ...` and `-c CODE ...`, run in the server at `path`."""
+    return CLIENT.format(python=sys.executable, path=str(path), prefix=[])
 
 
 def start(folder: Path) -> tuple[object, Path]:
