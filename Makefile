@@ -7,9 +7,12 @@ PYTHON ?= python3
 CONFIG ?= configs/music_genre.yaml
 EXTRAS ?= dev,export,download,spark,tune,bench
 # pytest-xdist processes of make test / test-fast (WORKERS=0: one process, the tests in file order); worksteal: a
-# worker that has finished takes queued tests from the other, instead of idling beside a long tail
+# worker that has finished takes queued tests from the other, instead of idling beside a long tail. One torch thread
+# per test process unless OMP_NUM_THREADS says otherwise: the processes already share the cores, and OpenMP threads
+# spin-waiting beside them only slow them down
 WORKERS ?= 2
 XDIST = -n $(WORKERS) --dist worksteal
+TEST_ENV = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
 .PHONY: install train test test-fast lint results clean
 
@@ -29,12 +32,12 @@ train: install  ## get the config's dataset if training would not find it (verif
 test: install  ## lint + the whole test suite (slow and real-data tests included)
 	$(VENV)/bin/ruff check genre_torch tests scripts docs
 	$(VENV)/bin/ruff format --check genre_torch tests scripts docs
-	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install  ## the loop while editing: lint + the tests not marked slow or real_data
 	$(VENV)/bin/ruff check genre_torch tests scripts docs
 	$(VENV)/bin/ruff format --check genre_torch tests scripts docs
-	$(PY) -m pytest -q $(XDIST) -m "not slow and not real_data" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q $(XDIST) -m "not slow and not real_data" $(PYTEST_ARGS)
 
 results: install  ## the README results table (3 seeds per dataset)
 	$(PY) scripts/results.py

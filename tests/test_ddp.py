@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,12 @@ def per_rank_batch(train_rows: int) -> int:
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_match_one_process(data_env: Path) -> None:
+def test_ddp_two_cpu_processes_match_one_process(data_env: Path, warm: dict[str, Path]) -> None:
     train_rows = len(GenreDataModule("music_genre").load().tensors["train"][0])
     batch = per_rank_batch(train_rows)
     # rank r takes rows r, r+2, ... of the epoch's permutation; its step i batch joined with the other
     # rank's is the single process's step i batch of 2 * batch rows, and DDP averages the two gradients
-    ddp = [sys.executable, "-m", "genre_torch.cli", "fit", *COMMON, "--config", str(CONFIGS / "presets" / "ddp.yaml")]
+    ddp = [warm["python"], "-m", "genre_torch.cli", "fit", *COMMON, "--config", str(CONFIGS / "presets" / "ddp.yaml")]
     ddp += ["--data.batch_size", str(batch), "--runs_dir", "ddp_runs", "--checkpoints_dir", "ddp_ckpt"]
     done = subprocess.run(ddp, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

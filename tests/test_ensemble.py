@@ -7,7 +7,6 @@ import inspect
 import io
 import json
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -197,8 +196,8 @@ def test_a_bad_size_is_one_line(data_env: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(data_env: Path) -> None:
-    ddp = [sys.executable, "-m", "genre_torch.cli", *FIT, "--config", str(ROOT / "configs" / "presets" / "ddp.yaml")]
+def test_ddp_two_cpu_processes(data_env: Path, warm: dict[str, Path]) -> None:
+    ddp = [warm["python"], "-m", "genre_torch.cli", *FIT, "--config", str(ROOT / "configs" / "presets" / "ddp.yaml")]
     ddp += ["--trainer.max_epochs", "1", "--num_threads", "1", "--trainer.accelerator", "cpu"]
     ddp += ["--model.ensemble_size", "2", "--model.backbone", "RealMLP", "--model.backbone.hidden_dims", "[16]"]
     done = subprocess.run(ddp, capture_output=True, text=True, timeout=300)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,9 +38,9 @@ cli.run_cli(sys.argv[1:])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [[], ["--data.batches_per_step", "3"]], ids=["standard", "fast"])
-def test_sigkill_then_resume(data_env, path: list[str]) -> None:
+def test_sigkill_then_resume(data_env, warm, path: list[str]) -> None:
     args = [*ARGS, *path]
-    proc = subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([warm["python"], "-c", KILLER, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     last = Path("checkpoints/music_genre/version_0/last.ckpt")
     assert torch.load(last, weights_only=True)["epoch"] == 2  # the last epoch completed before the kill

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -266,7 +265,7 @@ def test_two_workers_run_one_study_without_duplicates(data_env, tmp_path, backen
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) -> None:
+def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request, warm) -> None:
     extra, url = storage_args(backend, request)
     name = f"killed_{backend}"
     args = ["tune", "--config", CONFIG, "--space", write_space(tmp_path), "--study", name, "--trials", "4",
@@ -274,7 +273,7 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
             "--data.batch_size", "32", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(tmp_path / "worker.log", "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "genre_torch.cli", *args], env=env, stdout=log, stderr=log)
+        worker = subprocess.Popen([warm["python"], "-m", "genre_torch.cli", *args], env=env, stdout=log, stderr=log)
     deadline, killed = time.monotonic() + 300, None
     try:
         while killed is None and time.monotonic() < deadline and worker.poll() is None:
@@ -286,7 +285,7 @@ def test_study_killed_mid_trial_resumes(data_env, tmp_path, backend, request) ->
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
             # mid-trial: it reported an epoch, so its heartbeat (recorded as it started) is in the study
             if any(t.state in FINISHED for t in trials) and running and running[0].intermediate_values:
-                os.kill(worker.pid, signal.SIGKILL)
+                os.kill(running[0].user_attrs["worker"], signal.SIGKILL)  # the process running the trial
                 killed = running[0]
     finally:
         worker.kill()
