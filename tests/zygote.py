@@ -37,6 +37,7 @@ PRELOAD = (
     "genre_torch.tools.search_trial",
 )
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGABRT)
+_NUMBERS = tuple(int(s) for s in FORWARDED)  # as the client script spells them
 HEADER = struct.Struct("!I")
 
 
@@ -150,7 +151,7 @@ body = json.dumps({{"argv": [*{prefix!r}, *sys.argv[1:]], "env": dict(os.environ
 socket.send_fds(sock, [struct.pack("!I", len(body)) + body], [0, 1, 2])
 reply = sock.makefile()
 pid = int(reply.readline())
-for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGABRT):
+for signum in {forwarded!r}:
     signal.signal(signum, lambda s, f: os.kill(pid, s))
 line = reply.readline()
 code = int(line) if line else 1
@@ -164,12 +165,12 @@ sys.exit(code)
 
 def client_script(path: str | os.PathLike) -> str:
     """The text of a `genre-torch` executable that runs its command in the server listening at `path`."""
-    return CLIENT.format(python=sys.executable, path=str(path), prefix=["-m", "genre_torch.cli"])
+    return CLIENT.format(python=sys.executable, path=str(path), prefix=["-m", "genre_torch.cli"], forwarded=_NUMBERS)
 
 
 def python_script(path: str | os.PathLike) -> str:
     """The text of a `python` executable for `-m MODULE ...` and `-c CODE ...`, run in the server at `path`."""
-    return CLIENT.format(python=sys.executable, path=str(path), prefix=[])
+    return CLIENT.format(python=sys.executable, path=str(path), prefix=[], forwarded=_NUMBERS)
 
 
 def start(folder: Path) -> tuple[object, Path]:

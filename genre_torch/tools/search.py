@@ -247,7 +247,8 @@ def run_workers(job: Job, workers: int) -> None:
     """Run `workers` worker processes (or this process for one); stop them all when one fails."""
     if workers == 1:
         return work(job)
-    procs = [_context().Process(target=_work_process, args=(job,), name=f"worker {i}") for i in range(workers)]
+    context = _context()
+    procs = [context.Process(target=_work_process, args=(job,), name=f"worker {i}") for i in range(workers)]
     for p in procs:
         p.start()
     try:
