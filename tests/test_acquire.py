@@ -8,6 +8,8 @@ import hashlib
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -333,3 +335,16 @@ def test_a_spec_file_brings_its_own_source(server, tmp_path, capsys) -> None:
     spec.write_text(f"name: mine\ntarget: track_genre\nnumeric: auto\nsource: {{url: '{server}/good.csv'}}\n")
     main(["data", "download", str(spec), "--dest", str(tmp_path / "e"), "--no_progress"])
     assert "not verified: the spec has no sha256" in capsys.readouterr().out
+
+
+def test_the_data_commands_and_finding_a_file_import_neither_torch_nor_lightning() -> None:
+    """`genre-torch data download/check` and a dataset file lookup answer without torch's and Lightning's import."""
+    code = (
+        "import sys\n"
+        "import genre_torch.tools.acquire, genre_torch.tools.datacli\n"
+        "from genre_torch.core.data import DATA_DIR_ENV, data_dirs, find_data_file, read_csv\n"
+        "print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stderr[-2000:]

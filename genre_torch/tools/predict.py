@@ -254,7 +254,7 @@ def resolve_input(text: str) -> str | os.PathLike:
         return text
     if text not in SPECS:
         raise GenreTorchError(f"input {text} is neither a file nor a built-in dataset ({', '.join(SPECS)})")
-    from genre_torch.core.data import find_data_file  # imports Lightning: only for a dataset name
+    from genre_torch.core.data import find_data_file
 
     return find_data_file(SPECS[text])
 

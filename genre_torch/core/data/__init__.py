@@ -2,7 +2,7 @@
 LightningDataModule (datamodule.py), prepared and streamed data. It imports nothing of core.models or core.training.
 
 `from genre_torch.core.data import GenreDataModule` (and the datamodule's other public names) imports datamodule.py
-on first use, so reading a dataset spec does not import Lightning.
+on first use, so reading a dataset spec, finding its file or reading a CSV (files.py) does not import Lightning.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_DATAMODULE = ("BatchGroups", "DATA_DIR_ENV", "GenreDataModule", "TensorBatches", "data_dirs", "find_data_file")
-_DATAMODULE += ("read_csv",)
-__all__ = sorted(_DATAMODULE)
+_DATAMODULE = ("BatchGroups", "GenreDataModule", "TensorBatches")
+_FILES = ("DATA_DIR_ENV", "data_dirs", "find_data_file", "read_csv")  # files.py: pandas, not Lightning
+__all__ = sorted(_DATAMODULE + _FILES)
 
 
 def __getattr__(name: str) -> Any:
-    """The datamodule's public names, imported on first access (PEP 562)."""
-    if name not in _DATAMODULE:
+    """The datamodule's and files.py's public names, imported on first access (PEP 562)."""
+    if name not in __all__:
         raise AttributeError(f"module 'genre_torch.core.data' has no attribute {name!r}")
-    return getattr(importlib.import_module("genre_torch.core.data.datamodule"), name)
+    module = "genre_torch.core.data.files" if name in _FILES else "genre_torch.core.data.datamodule"
+    return getattr(importlib.import_module(module), name)
