@@ -1,5 +1,5 @@
-"""Where a dataset's file is found and how a CSV is read: pandas only, so finding or checking a file does not
-import torch or Lightning (datamodule.py, which does, re-exports these names)."""
+"""Where a dataset's file is found and how a CSV is read: pandas only, so that finding or checking a file does not
+import torch or Lightning (datamodule.py, which does, reads its data through these)."""
 
 from __future__ import annotations
 
